@@ -1,0 +1,1 @@
+"""The ``mmreason`` command. Each subcommand only parses arguments and calls :mod:`mmreason.api`."""

@@ -1,0 +1,36 @@
+"""The contract between a method and the rest of mmreason.
+
+Each method folder exposes one :class:`MethodSpec` named ``METHOD`` (registered lazily in
+``mmreason/methods/__init__.py``). The engine trains any model with ``loss(batch) -> dict``; the method never
+owns the loop. An experiment config is a dataclass with at least a ``train: TrainConfig`` field (plus the
+method's own ``model`` / ``data`` / ``eval`` sections); YAML files under ``methods/<name>/configs/`` hold only
+overrides of its defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the engine, the API and the CLI need from a method.
+
+    Attributes:
+        name: registry name, equal to the folder name.
+        config_cls: the experiment dataclass (has ``train: TrainConfig``; defaults are the paper's).
+        build_model: ``cfg -> nn.Module``; the module has ``loss(batch) -> {"loss": tensor, ...}``.
+        build_dataset: ``(cfg, split) -> torch Dataset`` for split in ``{"train", "val", "test"}``.
+        evaluate: ``(model, cfg, split, accelerator) -> {metric: float}``; runs on every process and
+            gathers with ``accelerator.gather_for_metrics`` when given one.
+        collate_fn: optional DataLoader collate function for the training data.
+        summary: one line for ``mmreason ls methods``.
+    """
+
+    name: str
+    config_cls: type
+    build_model: Callable[[Any], Any]
+    build_dataset: Callable[[Any, str], Any]
+    evaluate: Callable[..., dict]
+    collate_fn: Callable | None = None
+    summary: str = ""

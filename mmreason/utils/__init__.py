@@ -1,0 +1,1 @@
+"""Small shared utilities: canonical hashing, atomic file writes, seeding."""
