@@ -42,7 +42,8 @@ def parse_intention(text: str, variables: dict) -> str:
     """One sentence. Completion answers start with the priming "Answer: The person intends to"."""
     text = re.sub(r"^Answer:\s*", "", text.strip())
     sentence = re.split(r"(?<=[.!?])\s|\n", text.strip(), maxsplit=1)[0].strip().strip("\"'")
-    if len(sentence.split()) < 3:
+    content = re.sub(r"^the person intends to\b", "", sentence, flags=re.IGNORECASE).strip(" .")
+    if len(content.split()) < 2 or len(sentence.split()) < 3:
         raise ParseError(f"intention too short: {sentence!r}")
     return sentence if sentence[-1] in ".!?" else sentence + "."
 

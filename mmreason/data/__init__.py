@@ -6,6 +6,10 @@ _DATASETS: dict[str, tuple[str, str]] = {
     "ego4d_lta": ("mmreason.data.anticipation:read_ego4d_lta", "Ego4D long-term anticipation fho_lta_*.json"),
     "lta_verb_sets": ("mmreason.data.anticipation:read_lta_segments_json",
                       "EPIC-Kitchens-55 / EGTEA Gaze+ long-term anticipation (AntGPT-style JSON)"),
+    "multilabel_tal": ("mmreason.data.multilabel:MultiLabelTAL",
+                       "PDAN/MS-TCT/MLAD dense multi-label TAL (MultiTHUMOS, TSU, UCF-Crime-TAL)"),
+    "synthetic_cooccurrence_tal": ("mmreason.data.multilabel:SyntheticCooccurrenceTAL",
+                                   "synthetic dense TAL with built-in co-occurrence (tests)"),
     "rulstm_features": ("mmreason.data.anticipation:RulstmFeatureDataset", "RULSTM CSV + LMDB/npy features"),
 }
 

@@ -3,6 +3,8 @@ from mmreason.registry import METHODS
 
 # name -> "module:METHOD" (a MethodSpec); a method appears here once its folder exists.
 _METHODS: dict[str, tuple[str, str]] = {
+    "corm": ("mmreason.methods.corm:METHOD",
+             "CORM (arXiv 2303.08463): co-occurrence relation module for multi-label TAL on PDAN / MS-TCT"),
     "vs_transgru": ("mmreason.methods.vs_transgru:METHOD",
                     "VS-TransGRU (arXiv 2307.03918): Transformer-GRU egocentric action anticipation"),
 }

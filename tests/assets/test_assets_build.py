@@ -195,3 +195,34 @@ def test_embeddings_written_with_the_packaged_minilm(tmp_path):
     assert np.allclose(np.linalg.norm(emb["vectors"], axis=1), 1.0, atol=1e-4)
     manifest = load_manifest("subactions", "toy", tmp_path / "knowledge")
     assert "minilm" in manifest["embedder"].lower()
+
+
+def test_intentions_send_real_clip_frames_and_cache_per_clip(tmp_path, real_video_paths):
+    from mmreason.video import probe
+
+    path = str(real_video_paths["bikes"])
+    duration = probe(path).duration
+    clips = [{"id": "clip_a", "video": path, "start_s": 0.0, "end_s": duration / 2, "observed": ["take bike"]},
+             {"id": "clip_b", "video": path, "start_s": duration / 2, "end_s": duration, "observed": []}]
+
+    def intention(request):
+        assert len(request.images) == 4 and request.images[0].dtype.name == "uint8"
+        return " ride the bike down the street." if request.tag == "clip_a" else " no"
+
+    summary, backend = build(tmp_path, "intentions", intention, items=clips, classes=None, num_frames=4,
+                             max_attempts=2)
+    assert summary["failed"] == 1 and backend.calls == 1 + 2
+    (record,) = load_assets("intentions", "toy", tmp_path / "knowledge")
+    assert record["id"] == "clip_a" and record["intention"] == "The person intends to ride the bike down the street."
+    assert record["observed"] == ["take bike"]
+    assert "The actions seen so far are: take bike." in backend.requests[0].prompt
+    again, backend2 = build(tmp_path, "intentions", intention, items=clips, classes=None, num_frames=4,
+                            max_attempts=2)
+    assert backend2.calls == 0 and again["cached"] == 3   # answers are cached per clip (frames are in the key)
+
+
+def test_label_semantics_descriptions(tmp_path):
+    summary, _ = build(tmp_path, "label_semantics",
+                       lambda r: f" A person does the {r.tag} movement with their body.", classes=CLASSES[:2])
+    records = load_assets("label_semantics", "toy", tmp_path / "knowledge")
+    assert records[0]["description"] == "A person does the brush hair movement with their body."
