@@ -133,7 +133,8 @@ class EvalResult:
 def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator: Any = None):
     """Train a method with the engine. Resumes from the newest checkpoint in the run folder by default.
 
-    Returns the engine's ``TrainResult`` (global step, loss history, evaluation history, run folder).
+    Returns the engine's ``TrainResult`` (global step, loss history, evaluation history, run folder), with
+    ``post_train`` holding what the method's post-training step returned (e.g. the averaged checkpoint's folder).
     """
     from mmreason.engine import Trainer
 
@@ -146,7 +147,13 @@ def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator:
 
     trainer = Trainer(model, cfg.train, train_data, collate_fn=method.collate_fn, evaluate=evaluate_fn,
                       run_dir=cfg.train.output_dir, config=cfg, accelerator=accelerator)
-    return trainer.fit()
+    result = trainer.fit()
+    result.post_train = None
+    if method.post_train is not None:
+        if trainer.accelerator.is_main_process:
+            result.post_train = method.post_train(cfg, result.run_dir)
+        trainer.accelerator.wait_for_everyone()
+    return result
 
 
 def evaluate(config: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,

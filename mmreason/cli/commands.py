@@ -62,7 +62,8 @@ def _run_train(args) -> dict:
     result = api.train(args.config, args.overrides)
     return {"run_dir": str(result.run_dir), "global_step": result.global_step,
             "final_loss": result.history[-1]["loss"] if result.history else None,
-            "last_eval": result.eval_history[-1] if result.eval_history else None}
+            "last_eval": result.eval_history[-1] if result.eval_history else None,
+            "post_train": getattr(result, "post_train", None)}
 
 
 def _add_eval(sub) -> None:

@@ -10,6 +10,10 @@ _DATASETS: dict[str, tuple[str, str]] = {
                        "PDAN/MS-TCT/MLAD dense multi-label TAL (MultiTHUMOS, TSU, UCF-Crime-TAL)"),
     "synthetic_cooccurrence_tal": ("mmreason.data.multilabel:SyntheticCooccurrenceTAL",
                                    "synthetic dense TAL with built-in co-occurrence (tests)"),
+    "vad_frames": ("mmreason.data.vad:list_frame_folder_videos",
+                   "Avenue / ShanghaiTech / NWPU Campus frame folders with per-frame labels and scene ids"),
+    "feature_bags": ("mmreason.data.feature_bags:read_feature_list",
+                     "UCF-Crime (10-crop) / XD-Violence (5-crop) I3D feature bags"),
     "rulstm_features": ("mmreason.data.anticipation:RulstmFeatureDataset", "RULSTM CSV + LMDB/npy features"),
 }
 

@@ -17,7 +17,7 @@ class TrainConfig:
     max_steps: int = option(0, help="stop after this many optimizer steps; 0 = epochs x steps_per_epoch")
     batch_size: int = option(8, help="samples per process per micro-batch (1 for episodic few-shot data)")
     num_workers: int = option(0, help="DataLoader worker processes")
-    optimizer: str = option("adamw", help="optimizer", choices=("adamw", "adam", "sgd"))
+    optimizer: str = option("adamw", help="optimizer", choices=("adamw", "adam", "adamax", "sgd"))
     lr: float = option(1e-3, help="peak learning rate")
     weight_decay: float = option(0.0, help="decoupled weight decay (AdamW) or L2 (SGD)")
     betas: tuple[float, float] = option((0.9, 0.999), help="Adam betas")

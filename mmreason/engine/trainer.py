@@ -103,7 +103,10 @@ def build_optimizer(params: list[nn.Parameter], train_cfg: TrainConfig) -> torch
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
                                weight_decay=train_cfg.weight_decay)
-    raise ValueError(f"train.optimizer {train_cfg.optimizer!r} is not one of ['adamw', 'adam', 'sgd']")
+    if train_cfg.optimizer == "adamax":  # ADSM's optimiser
+        return torch.optim.Adamax(params, lr=train_cfg.lr, betas=tuple(train_cfg.betas),
+                                  weight_decay=train_cfg.weight_decay)
+    raise ValueError(f"train.optimizer {train_cfg.optimizer!r} is not one of ['adamw', 'adam', 'adamax', 'sgd']")
 
 
 def gather_for_eval(accelerator, data):

@@ -25,6 +25,8 @@ class MethodSpec:
             gathers with ``accelerator.gather_for_metrics`` when given one.
         collate_fn: optional DataLoader collate function for the training data.
         summary: one line for ``mmreason ls methods``.
+        post_train: optional ``(cfg, run_dir) -> result``, run once on the main process after training (STDD and
+            Open-MeDe average their epoch checkpoints here); its result is returned with the training result.
     """
 
     name: str
@@ -34,3 +36,4 @@ class MethodSpec:
     evaluate: Callable[..., dict]
     collate_fn: Callable | None = None
     summary: str = ""
+    post_train: Callable[[Any, Any], Any] | None = None

@@ -1,0 +1,198 @@
+"""CBCG: "Weakly Supervised Video Anomaly Detection Based on Cross-Batch Clustering Guidance" (Cao, Zhang, Zhang,
+Wang, Zhang; ICME 2023, arXiv 2212.08506).
+
+Only the abstract could be read (specs/vad.md §3.1); it names three parts, implemented here as reconstructions
+(every unstated choice is a field of :class:`~mmreason.methods.cbcg.config.CbcgConfig`):
+
+1. **Batch clustering loss** on a clustering branch, so the segments of a mini-batch form distinct normal and
+   abnormal clusters: 2-means over the branch's unit-norm embeddings (normal-video segments anchored to the
+   normal cluster; the abnormal cluster is the one with the smaller share of normal-video segments), then
+   ``mean ||e - c_assigned||^2 + relu(margin - ||c_normal - c_abnormal||)^2`` (:func:`batch_clustering_loss`).
+2. **Cross-batch learning**: the clustering results of previous mini-batches (embeddings with their cluster) stay
+   in a FIFO memory per cluster (:class:`CrossBatchMemory`) and are clustered with the current batch, so the rare
+   abnormal segments of earlier batches keep the abnormal cluster populated.
+3. **Clustering-guided segment scores**: each abnormal-video segment's soft assignment to the abnormal centre,
+   ``softmax(-||e - c||^2 / tau)``, is a segment-level target for the scoring head (BCE), beyond the bag-level MIL.
+
+The baseline it extends (``use_clustering=False``): a top-k MIL scoring head on 32-segment I3D bags (RTFM-style
+bag score = mean of the top-k segment scores, BCE against the video label) with Sultani et al.'s smoothness and
+sparsity terms. Crops are folded into the batch and their segment scores averaged (RTFM).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmreason.methods.cbcg.config import CbcgConfig
+
+
+def topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the ``k`` largest scores along the last axis: ``[B, S]`` -> ``[B]``."""
+    return scores.topk(min(k, scores.shape[-1]), dim=-1).values.mean(-1)
+
+
+def mil_loss(normal_scores: torch.Tensor, abnormal_scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k MIL: BCE of each bag's top-k mean score against its video label (``[B, S]`` scores in (0, 1))."""
+    bag = torch.cat([topk_mean(normal_scores, k), topk_mean(abnormal_scores, k)])  # [2B]
+    target = torch.cat([torch.zeros(len(normal_scores)), torch.ones(len(abnormal_scores))]).to(bag)
+    return F.binary_cross_entropy(bag.clamp(1e-6, 1 - 1e-6), target)
+
+
+class CrossBatchMemory(nn.Module):
+    """Two FIFO queues (normal cluster, abnormal cluster) of detached embeddings from previous mini-batches."""
+
+    def __init__(self, capacity: int, dim: int):
+        super().__init__()
+        self.capacity = capacity
+        for name in ("normal", "abnormal"):
+            self.register_buffer(f"{name}_bank", torch.zeros(capacity, dim), persistent=False)
+            self.register_buffer(f"{name}_count", torch.zeros((), dtype=torch.long), persistent=False)  # total pushed
+
+    def _push(self, name: str, emb: torch.Tensor) -> None:
+        bank, count = getattr(self, f"{name}_bank"), getattr(self, f"{name}_count")
+        emb = emb.detach()[-self.capacity:] if self.capacity else emb[:0]
+        if len(emb) == 0:
+            return
+        slots = (count + torch.arange(len(emb), device=emb.device)) % self.capacity  # ring-buffer positions
+        bank[slots] = emb.to(bank)
+        count += len(emb)
+
+    def push(self, embeddings: torch.Tensor, is_abnormal: torch.Tensor) -> None:
+        """Add ``[N, E]`` embeddings with their cluster (``[N]`` bool); the oldest entries are overwritten."""
+        self._push("normal", embeddings[~is_abnormal])
+        self._push("abnormal", embeddings[is_abnormal])
+
+    def get(self, name: str) -> torch.Tensor:
+        """The stored embeddings of cluster ``name`` (at most ``capacity``; order is not meaningful)."""
+        n = int(min(getattr(self, f"{name}_count").item(), self.capacity))
+        return getattr(self, f"{name}_bank")[:n]
+
+
+@torch.no_grad()
+def two_means(points: torch.Tensor, from_normal_video: torch.Tensor, iters: int, anchor_normal: bool,
+              init: tuple[torch.Tensor, torch.Tensor] | None = None,
+              force_abnormal: torch.Tensor | None = None) -> torch.Tensor:
+    """2-means over ``[N, E]`` points; returns ``[N]`` bool, True = abnormal cluster.
+
+    Initial centres: ``init`` (normal, abnormal), else the normal-video mean and the point farthest from it.
+    The abnormal cluster is the one with the smaller share of normal-video points (so the result does not depend
+    on the cluster order); with ``anchor_normal`` normal-video points are always normal, and points flagged in
+    ``force_abnormal`` (``[N]`` bool) are always abnormal.
+    """
+    if init is None:
+        c_normal = points[from_normal_video].mean(0) if from_normal_video.any() else points.mean(0)
+        c_abnormal = points[((points - c_normal) ** 2).sum(-1).argmax()]
+    else:
+        c_normal, c_abnormal = init
+    centres = torch.stack([c_normal, c_abnormal])  # [2, E]
+    assign = torch.zeros(len(points), dtype=torch.bool, device=points.device)
+    for _ in range(max(iters, 1)):
+        assign = torch.cdist(points, centres).argmin(-1).bool()  # [N]
+        if anchor_normal:
+            assign = assign & ~from_normal_video
+        if force_abnormal is not None:
+            assign = assign | force_abnormal
+        for c, members in enumerate((~assign, assign)):
+            if members.any():
+                centres[c] = points[members].mean(0)
+    share = [from_normal_video[m].float().mean() if m.any() else torch.tensor(1.0) for m in (~assign, assign)]
+    if not anchor_normal and share[1] > share[0]:
+        assign = ~assign
+    return assign
+
+
+def batch_clustering_loss(embeddings: torch.Tensor, is_abnormal: torch.Tensor, memory_normal: torch.Tensor,
+                          memory_abnormal: torch.Tensor, margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compactness + separation of the two clusters; returns ``(loss, centres [2, E])``.
+
+    Centres average the current members (with gradient) and the memory's members (without); compactness is the
+    mean squared distance of each current embedding to its centre; separation is ``relu(margin - ||c_n - c_a||)^2``.
+    """
+    centres = []
+    for members, mem in ((embeddings[~is_abnormal], memory_normal), (embeddings[is_abnormal], memory_abnormal)):
+        total = members.sum(0) + mem.detach().sum(0)
+        count = len(members) + len(mem)
+        centres.append(total / count if count else embeddings.detach().mean(0))
+    centres = torch.stack(centres)  # [2, E]
+    compact = ((embeddings - centres[is_abnormal.long()]) ** 2).sum(-1).mean()
+    separation = F.relu(margin - (centres[0] - centres[1]).norm()) ** 2
+    return compact + separation, centres
+
+
+class CbcgModel(nn.Module):
+    """Feature MLP -> scoring head (segment anomaly score) and clustering branch (unit-norm embedding)."""
+
+    def __init__(self, cfg: CbcgConfig):
+        super().__init__()
+        self.cfg = cfg
+        layers, width = [], cfg.feature_dim
+        for hidden in cfg.hidden_dims:
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width = hidden
+        self.backbone = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+        self.cluster_branch = nn.Linear(width, cfg.embed_dim)
+        self.memory = CrossBatchMemory(cfg.memory_size, width if cfg.cluster_on == "backbone" else cfg.embed_dim)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, C, S, D]`` crop features -> segment scores ``[B, S]`` (crop mean) and embeddings ``[B, S, E]``."""
+        h = self.backbone(features)  # [B, C, S, H]
+        scores = torch.sigmoid(self.head(h).squeeze(-1)).mean(1)  # [B, S]
+        feats = h if self.cfg.cluster_on == "backbone" else self.cluster_branch(h)
+        emb = F.normalize(feats.mean(1), dim=-1)  # [B, S, E]
+        return scores, emb
+
+    @torch.no_grad()
+    def segment_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """Test-time scores ``[B, T]`` of ``[B, C, T, D]`` snippet features (head output, crop mean)."""
+        return self.forward(features)[0]
+
+    def loss(self, batch: dict) -> dict:
+        cfg = self.cfg
+        normal, abnormal = batch["normal"], batch["abnormal"]  # [B, C, S, D] each
+        scores, emb = self.forward(torch.cat([normal, abnormal]))
+        b, s = len(normal), scores.shape[1]
+        s_normal, s_abnormal = scores[:b], scores[b:]
+        mil = mil_loss(s_normal, s_abnormal, cfg.top_k)
+        smooth = ((s_abnormal[:, 1:] - s_abnormal[:, :-1]) ** 2).sum(-1).mean()
+        sparse = s_abnormal.sum(-1).mean()
+        total = mil + cfg.smoothness_weight * smooth + cfg.sparsity_weight * sparse
+        out = {"mil": mil.detach()}
+        if cfg.use_clustering and (self.step >= cfg.cluster_warmup_steps or not self.training):
+            flat = emb.reshape(-1, emb.shape[-1])  # [2B S, E]
+            from_normal = torch.arange(2 * b, device=flat.device).repeat_interleave(s) < b  # [2B S]
+            mem_n, mem_a = self.memory.get("normal"), self.memory.get("abnormal")
+            pool = torch.cat([flat.detach(), mem_n, mem_a])
+            pool_normal = torch.cat([from_normal, torch.zeros(len(mem_n) + len(mem_a), dtype=torch.bool,
+                                                              device=flat.device)])
+            # initial centres: normal-video mean; abnormal = mean of the abnormal bags' top-k scored segments
+            # (the MIL head's most confident anomalies), blended with the memory's abnormal mean
+            top = s_abnormal.detach().topk(min(cfg.top_k, s), dim=-1).indices  # [B, k]
+            seeds = emb[b:].detach().gather(1, top[..., None].expand(-1, -1, emb.shape[-1])).reshape(-1, emb.shape[-1])
+            c_abnormal = torch.cat([seeds, mem_a]).mean(0)
+            c_normal = torch.cat([flat.detach()[from_normal], mem_n]).mean(0)
+            init = (c_normal, c_abnormal) if cfg.cluster_init == "topk" else None
+            forced = torch.zeros(len(pool), dtype=torch.bool, device=flat.device)
+            if cfg.anchor_top_abnormal > 0:  # MIL prior: each abnormal bag holds an anomaly, its top scored segments
+                rows = torch.arange(b, 2 * b, device=flat.device)[:, None] * s + top[:, : cfg.anchor_top_abnormal]
+                forced[rows.reshape(-1)] = True
+            assign = two_means(pool, pool_normal, cfg.kmeans_iters, cfg.anchor_normal, init, forced)[: len(flat)]
+            cluster, centres = batch_clustering_loss(flat, assign, mem_n, mem_a, cfg.cluster_margin)
+            total = total + cfg.cluster_weight * cluster
+            # clustering guidance: abnormal-video segments' soft assignment to the abnormal centre is their target
+            with torch.no_grad():
+                d2 = torch.cdist(emb[b:].reshape(-1, emb.shape[-1]), centres.detach()) ** 2  # [B S, 2]
+                target = (d2 / -cfg.guide_temperature).softmax(-1)[:, 1] if cfg.guide_targets == "soft" \
+                    else assign[b * s:].float()
+            guide = F.binary_cross_entropy(s_abnormal.reshape(-1).clamp(1e-6, 1 - 1e-6), target)
+            total = total + cfg.guide_weight * guide
+            out["guide"] = guide.detach()
+            if self.training:  # this batch's clustering result joins the cross-batch memory
+                self.memory.push(flat.detach(), assign)
+            out["cluster"] = cluster.detach()
+            out["abnormal_cluster_share"] = assign[b * s:].float().mean()
+        if self.training:
+            self.step += 1
+        return {"loss": total, **out}
