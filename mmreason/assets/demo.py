@@ -18,9 +18,14 @@ DEMO_DATASET = "demo"
 def run_demo(knowledge_root: Path = Path("knowledge"), cache_dir=None, backend: str = "hf", model: str = "embedded",
              echo=print) -> dict:
     start = time.perf_counter()
+    llm = None
+    if backend not in ("replay", "deterministic"):  # load the model once for both assets
+        from mmreason.llm import make_backend
+
+        llm = make_backend(backend, model=model)
     summaries = {}
     for asset in ("subactions", "action_graph"):
-        summaries[asset] = generate_assets(asset, DEMO_DATASET, backend=backend, model=model,
+        summaries[asset] = generate_assets(asset, DEMO_DATASET, backend=backend, model=model, llm=llm,
                                            knowledge_root=knowledge_root, cache_dir=cache_dir, echo=echo)
     elapsed = time.perf_counter() - start
 

@@ -8,7 +8,13 @@ from pathlib import Path
 from mmreason import api
 from mmreason.config import ConfigError
 
-USER_ERRORS = (ConfigError, FileNotFoundError, KeyError, api.FeatureNotAvailable, ValueError)
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mmreason.video.decode import VideoDecodeError  # light: av is imported inside its functions
+
+    return (ConfigError, FileNotFoundError, KeyError, api.FeatureNotAvailable, ValueError, VideoDecodeError)
+
+
+USER_ERRORS = _user_errors()
 
 
 def _overrides(p: argparse.ArgumentParser) -> None:

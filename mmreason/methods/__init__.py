@@ -11,6 +11,8 @@ _METHODS: dict[str, tuple[str, str]] = {
              "CORM (arXiv 2303.08463): co-occurrence relation module for multi-label TAL on PDAN / MS-TCT"),
     "fbae": ("mmreason.methods.fbae:METHOD",
              "NWPU Campus model (arXiv 2305.13611): scene-conditioned forward-backward VAD and anticipation"),
+    "icvl": ("mmreason.methods.icvl:METHOD",
+             "ICVL (arXiv 2505.01713): intention-enhanced visual tokens + LLM long-term action anticipation"),
     "stdd": ("mmreason.methods.stdd:METHOD",
              "STDD (arXiv 2412.09895): zero-shot recognition, space-time cross attention + knowledge-graph prompts"),
     "open_mede": ("mmreason.methods.open_mede:METHOD",
