@@ -178,7 +178,7 @@ ACTION_GRAPH = AssetSpec(
     version=1,
     description="STDD: action semantic knowledge graph per class and its prompt continuations",
     stages=(
-        Stage("graph", parse=parse_graph, collect=_collect_graph, temperature=0.0, max_tokens=320,
+        Stage("graph", parse=parse_graph, collect=_collect_graph, temperature=0.0, max_tokens=224,
               stop_completion=("\n\n", "\nAction:")),
         Stage("continuation", parse=parse_continuation, collect=_collect_continuations, expand=_expand_triples,
               temperature=0.7, max_tokens=32, stop_completion=("\n",)),

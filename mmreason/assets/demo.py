@@ -22,11 +22,12 @@ def run_demo(knowledge_root: Path = Path("knowledge"), cache_dir=None, backend: 
     if backend not in ("replay", "deterministic"):  # load the model once for both assets
         from mmreason.llm import make_backend
 
-        llm = make_backend(backend, model=model)
+        llm = make_backend(backend, model=model, **({"batch_size": 16} if backend == "hf" else {}))
     summaries = {}
     for asset in ("subactions", "action_graph"):
         summaries[asset] = generate_assets(asset, DEMO_DATASET, backend=backend, model=model, llm=llm,
-                                           knowledge_root=knowledge_root, cache_dir=cache_dir, echo=echo)
+                                           knowledge_root=knowledge_root, cache_dir=cache_dir, echo=echo,
+                                           batch_size=16)
     elapsed = time.perf_counter() - start
 
     subactions = load_assets("subactions", DEMO_DATASET, knowledge_root)

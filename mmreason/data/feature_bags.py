@@ -245,7 +245,8 @@ class SnippetFeatureDataset(Dataset):
 def make_gaussian_feature_bags(num_normal: int, num_abnormal: int, num_snippets: int | tuple[int, int] = 64,
                                dim: int = 64, crops: int = 1, anomaly_shift: float = 1.5, anomaly_types: int = 1,
                                abnormal_fraction: tuple[float, float] = (0.1, 0.3), video_shift: float = 0.0,
-                               crop_noise: float = 0.1, split: str = "train", seed: int = 0) -> list[FeatureVideo]:
+                               crop_noise: float = 0.1, distractor_rate: float = 0.0, distractor_shift: float = 0.0,
+                               split: str = "train", seed: int = 0) -> list[FeatureVideo]:
     """Gaussian snippet features with one contiguous anomalous run per abnormal video, deterministic from ``seed``.
 
     Normal snippets are ``N(v, I)`` with a per-video offset ``v ~ N(0, video_shift^2 I)``; anomalous snippets add
@@ -253,12 +254,19 @@ def make_gaussian_feature_bags(num_normal: int, num_abnormal: int, num_snippets:
     split of the same seed). An abnormal video's run covers a fraction in ``abnormal_fraction`` of its snippets.
     Each crop adds ``N(0, crop_noise^2)``. Frame labels (``16 T``) are set for every split; ``num_snippets`` is a
     length or a ``(min, max)`` range.
+
+    Distractors (off by default): in *every* video, normal or abnormal, each snippet outside the anomalous run is,
+    with probability ``distractor_rate``, a normal "noise spike" shifted by ``distractor_shift`` along a fresh random
+    unit direction (camera shake, lighting flashes: large but incoherent deviations, labelled normal). They come
+    from a separate random stream, so the other features do not change when they are switched on.
     """
     if split not in ("train", "val", "test"):
         raise ValueError(f"split={split!r}; choose train, val or test")
     directions = np.random.default_rng([seed, 99]).standard_normal((anomaly_types, dim))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)  # [K, D] unit anomaly directions
-    rng = np.random.default_rng([seed, {"train": 0, "val": 1, "test": 2}[split]])
+    split_id = {"train": 0, "val": 1, "test": 2}[split]
+    rng = np.random.default_rng([seed, split_id])
+    spike_rng = np.random.default_rng([seed, split_id, 7])  # distractors: own stream, default outputs unchanged
     lo, hi = (num_snippets, num_snippets) if isinstance(num_snippets, int) else num_snippets
     videos = []
     for v in range(num_normal + num_abnormal):
@@ -271,6 +279,10 @@ def make_gaussian_feature_bags(num_normal: int, num_abnormal: int, num_snippets:
             start = int(rng.integers(0, t - length + 1))
             snippet_labels[start:start + length] = 1
             base[start:start + length] += anomaly_shift * directions[int(rng.integers(anomaly_types))]
+        if distractor_rate > 0:
+            spikes = (spike_rng.random(t) < distractor_rate) & (snippet_labels == 0)  # [T]
+            noise = spike_rng.standard_normal((int(spikes.sum()), dim))
+            base[spikes] += distractor_shift * noise / np.linalg.norm(noise, axis=1, keepdims=True)
         feats = base[:, None, :] + crop_noise * rng.standard_normal((t, crops, dim))  # [T, C, D]
         name = f"{split}_{'Abnormal' if label else 'Normal'}_{v:04d}"
         videos.append(FeatureVideo(name=name, label=label, features=feats.astype(np.float32),

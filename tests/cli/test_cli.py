@@ -58,17 +58,17 @@ def test_generate_with_the_deterministic_backend_records_failures(capsys, tmp_pa
                        "--knowledge-root", str(tmp_path), "--max-attempts", "2", "--no-embed")
     assert code == 0
     summary = json.loads(out[out.index("{"):])
-    assert summary["items"] == 6 and summary["failed"] == 6 and summary["generated"] == 12
+    assert summary["items"] == 4 and summary["failed"] == 4 and summary["generated"] == 8
     manifest = json.loads((tmp_path / "demo" / "subactions.manifest.json").read_text())
-    assert len(manifest["failures"]) == 6
+    assert len(manifest["failures"]) == 4
     assert all(len(f["failed_requests"][0]["attempts"]) == 2 for f in manifest["failures"])
     # the dry run replays the same attempts from the cache; a third attempt would be new
     code, out, _ = run(capsys, "generate", "subactions", "--dataset", "demo", "--backend", "deterministic",
                        "--knowledge-root", str(tmp_path), "--dry-run", "--max-attempts", "2")
-    assert code == 0 and "[HIT ] brush hair" in out and "12 cached, 0 to generate" in out
+    assert code == 0 and "[HIT ] brush hair" in out and "8 cached, 0 to generate" in out
     code, out, _ = run(capsys, "generate", "subactions", "--dataset", "demo", "--backend", "deterministic",
                        "--knowledge-root", str(tmp_path), "--dry-run", "--max-attempts", "3")
-    assert "12 cached, 6 to generate" in out
+    assert "8 cached, 4 to generate" in out
 
 
 TINY = [name for name in api.list_configs() if name.endswith("/tiny_synthetic")]

@@ -7,8 +7,8 @@ from torch.utils.data import DataLoader
 
 from mmreason.config import apply_overrides
 from mmreason.methods.cbcg import METHOD, CbcgConfig, CbcgExperiment
-from mmreason.methods.cbcg.model import (CbcgModel, CrossBatchMemory, batch_clustering_loss, mil_loss, topk_mean,
-                                         two_means)
+from mmreason.methods.cbcg.model import (CbcgModel, CrossBatchMemory, batch_clustering_loss, guided_topk_mean, mil_loss,
+                                         topk_mean, two_means)
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +25,18 @@ def test_topk_mil_loss_matches_hand_computation():
     assert topk_mean(abnormal, 2).item() == pytest.approx(0.8)
     expected = -(np.log(1 - 0.25) + np.log(0.8)) / 2  # BCE(mean top-2 of normal -> 0, of abnormal -> 1)
     assert mil_loss(normal, abnormal, 2).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_guided_topk_selects_by_the_cluster_posterior():
+    scores = torch.tensor([[0.9, 0.8, 0.2, 0.1]], requires_grad=True)  # the head likes segments 0 and 1
+    posterior = torch.tensor([[0.0, 0.1, 1.0, 0.9]])  # the abnormal cluster holds segments 2 and 3
+    assert guided_topk_mean(scores, posterior, 2, 0.0).item() == pytest.approx(0.85)  # plain top-k
+    assert guided_topk_mean(scores, posterior, 2, 1.0).item() == pytest.approx(0.15)  # cluster's picks
+    # blend 0.5: ranks 0.45, 0.45, 0.6, 0.5 -> segments 2 and 3
+    out = guided_topk_mean(scores, posterior, 2, 0.5)
+    assert out.item() == pytest.approx(0.15)
+    out.backward()
+    assert scores.grad.tolist() == [[0.0, 0.0, 0.5, 0.5]]  # gradient reaches the selected scores only
 
 
 def test_cross_batch_memory_is_fifo_per_cluster():
@@ -83,7 +95,7 @@ def _train(cfg, steps):
     torch.manual_seed(cfg.train.seed)
     model, ds = METHOD.build_model(cfg), METHOD.build_dataset(cfg, "train")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    g, step, shares = torch.Generator().manual_seed(0), 0, []
+    g, step = torch.Generator().manual_seed(cfg.train.seed), 0
     while step < steps:
         for batch in DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, generator=g):
             out = model.loss(batch)
@@ -117,3 +129,30 @@ def test_cbcg_learns_gaussian_bags_well_beyond_chance():
         dist.append(((emb[0] - c_normal) ** 2).sum(-1).numpy())
         labels.append(item["frame_labels"].numpy()[::16])
     assert roc_auc_score(np.concatenate(labels), np.concatenate(dist)) > 0.6
+
+
+# Where the guidance carries information top-k MIL lacks (README "Synthetic check"): every video, normal or
+# abnormal, has normal noise spikes (10% of snippets shifted by 16 along fresh random directions), the anomaly is
+# one coherent direction (shift 3, 5-20% of an abnormal video), and labels are scarce (32 + 32 training videos,
+# 150 steps). Top-k selection by the head alone is often drawn to the spikes of abnormal bags; the batch clustering
+# with the cross-batch memory collects the coherent anomalous segments in one cluster, and ranking the MIL
+# positives by that cluster's posterior keeps the spikes out. Survey (same data, seed, head and steps for both):
+# seeds 0-7 gain +0.002 .. +0.115 frame AUC (mean +0.020); seeds 8-15 gain on 7 of 8 (seed 9: -0.013).
+SPIKY_SCARCE = ["data.synthetic_distractor_rate=0.1", "data.synthetic_distractor_shift=16", "data.synthetic_types=1",
+                "data.synthetic_train=[32,32]"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cbcg_beats_topk_mil_baseline_on_spiky_label_scarce_bags(seed):
+    from mmreason.config import merge, read_yaml
+    from pathlib import Path
+    import mmreason.methods.cbcg as pkg
+
+    tiny = merge(CbcgExperiment(), read_yaml(Path(pkg.__file__).parent / "configs" / "tiny_synthetic.yaml"))
+    cfg = apply_overrides(tiny, SPIKY_SCARCE + [f"data.seed={seed}", f"train.seed={seed}"])
+    baseline = apply_overrides(cfg, ["model.use_clustering=false"])  # same data, seed, head and steps
+    auc_cbcg = METHOD.evaluate(_train(cfg, 150), cfg, "test")["auc"]
+    auc_base = METHOD.evaluate(_train(baseline, 150), baseline, "test")["auc"]
+    assert auc_cbcg > 0.9  # chance 0.5
+    assert auc_cbcg > auc_base + 0.001, (auc_cbcg, auc_base)  # smallest gain over seeds 0-7: +0.002

@@ -17,7 +17,9 @@ def _synthetic(cfg: CbcgExperiment, split: str):
     return make_gaussian_feature_bags(normal, abnormal, num_snippets=d.synthetic_snippets, dim=cfg.model.feature_dim,
                                       anomaly_shift=d.synthetic_shift, anomaly_types=d.synthetic_types,
                                       abnormal_fraction=d.synthetic_abnormal_fraction,
-                                      video_shift=d.synthetic_video_shift, split=split, seed=d.seed)
+                                      video_shift=d.synthetic_video_shift,
+                                      distractor_rate=d.synthetic_distractor_rate,
+                                      distractor_shift=d.synthetic_distractor_shift, split=split, seed=d.seed)
 
 
 def build_dataset(cfg: CbcgExperiment, split: str) -> Dataset:
@@ -70,7 +72,8 @@ def evaluate(model, cfg: CbcgExperiment, split: str = "test", accelerator=None) 
     dataset = build_dataset(cfg, split)
     scores = video_frame_scores(model, dataset, accelerator)
     labels = [v.frame_labels for v in dataset.videos]
-    abnormal = [i for i, v in enumerate(dataset.videos) if v.label == 1 and 0 < np.sum(v.frame_labels) < len(v.frame_labels)]
+    abnormal = [i for i, v in enumerate(dataset.videos)
+                if v.label == 1 and 0 < np.sum(v.frame_labels) < len(v.frame_labels)]
     out = {"auc": frame_auc_micro(scores, labels), "ap": frame_ap(scores, labels), "num_videos": float(len(labels))}
     if abnormal:
         out["auc_abnormal_videos"] = frame_auc_micro([scores[i] for i in abnormal], [labels[i] for i in abnormal])

@@ -12,7 +12,10 @@ Only the abstract could be read (specs/vad.md §3.1); it names three parts, impl
    in a FIFO memory per cluster (:class:`CrossBatchMemory`) and are clustered with the current batch, so the rare
    abnormal segments of earlier batches keep the abnormal cluster populated.
 3. **Clustering-guided segment scores**: each abnormal-video segment's soft assignment to the abnormal centre,
-   ``softmax(-||e - c||^2 / tau)``, is a segment-level target for the scoring head (BCE), beyond the bag-level MIL.
+   ``softmax(-||e - c||^2 / tau)``, (a) is a segment-level target for the scoring head (BCE), beyond the bag-level
+   MIL, and (b) ranks the abnormal bag's segments for the top-k MIL selection in place of (or blended with) the
+   head's own scores (:func:`guided_topk_mean`), so incoherent high-scoring segments (noise spikes) do not become
+   the MIL positives when the cross-batch clusters say otherwise.
 
 The baseline it extends (``use_clustering=False``): a top-k MIL scoring head on 32-segment I3D bags (RTFM-style
 bag score = mean of the top-k segment scores, BCE against the video label) with Sultani et al.'s smoothness and
@@ -30,6 +33,14 @@ from mmreason.methods.cbcg.config import CbcgConfig
 def topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Mean of the ``k`` largest scores along the last axis: ``[B, S]`` -> ``[B]``."""
     return scores.topk(min(k, scores.shape[-1]), dim=-1).values.mean(-1)
+
+
+def guided_topk_mean(scores: torch.Tensor, guide: torch.Tensor, k: int, weight: float) -> torch.Tensor:
+    """Mean score of the ``k`` segments ranked highest by ``(1 - weight) * score + weight * guide`` (``[B, S]`` ->
+    ``[B]``); the ranking is not differentiated, the selected scores are. ``weight = 0`` is :func:`topk_mean`."""
+    rank = (1 - weight) * scores.detach() + weight * guide  # [B, S]
+    picked = rank.topk(min(k, scores.shape[-1]), dim=-1).indices  # [B, k]
+    return scores.gather(-1, picked).mean(-1)
 
 
 def mil_loss(normal_scores: torch.Tensor, abnormal_scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -155,11 +166,11 @@ class CbcgModel(nn.Module):
         scores, emb = self.forward(torch.cat([normal, abnormal]))
         b, s = len(normal), scores.shape[1]
         s_normal, s_abnormal = scores[:b], scores[b:]
-        mil = mil_loss(s_normal, s_abnormal, cfg.top_k)
         smooth = ((s_abnormal[:, 1:] - s_abnormal[:, :-1]) ** 2).sum(-1).mean()
         sparse = s_abnormal.sum(-1).mean()
-        total = mil + cfg.smoothness_weight * smooth + cfg.sparsity_weight * sparse
-        out = {"mil": mil.detach()}
+        total = cfg.smoothness_weight * smooth + cfg.sparsity_weight * sparse
+        out = {}
+        guided = None  # [B, S] abnormal-cluster posterior of the abnormal bags' segments, once clustering is on
         if cfg.use_clustering and (self.step >= cfg.cluster_warmup_steps or not self.training):
             flat = emb.reshape(-1, emb.shape[-1])  # [2B S, E]
             from_normal = torch.arange(2 * b, device=flat.device).repeat_interleave(s) < b  # [2B S]
@@ -184,8 +195,9 @@ class CbcgModel(nn.Module):
             # clustering guidance: abnormal-video segments' soft assignment to the abnormal centre is their target
             with torch.no_grad():
                 d2 = torch.cdist(emb[b:].reshape(-1, emb.shape[-1]), centres.detach()) ** 2  # [B S, 2]
-                target = (d2 / -cfg.guide_temperature).softmax(-1)[:, 1] if cfg.guide_targets == "soft" \
-                    else assign[b * s:].float()
+                posterior = (d2 / -cfg.guide_temperature).softmax(-1)[:, 1]  # [B S]
+                target = posterior if cfg.guide_targets == "soft" else assign[b * s:].float()
+                guided = posterior.view(b, s)
             guide = F.binary_cross_entropy(s_abnormal.reshape(-1).clamp(1e-6, 1 - 1e-6), target)
             total = total + cfg.guide_weight * guide
             out["guide"] = guide.detach()
@@ -193,6 +205,17 @@ class CbcgModel(nn.Module):
                 self.memory.push(flat.detach(), assign)
             out["cluster"] = cluster.detach()
             out["abnormal_cluster_share"] = assign[b * s:].float().mean()
+        if guided is not None and cfg.guide_selection > 0:
+            # clustering-guided MIL: the abnormal bag's top-k segments are ranked by a blend of the head's score and
+            # the cross-batch cluster posterior, so incoherent high-score segments lose their place to the cluster's
+            bag = torch.cat([topk_mean(s_normal, cfg.top_k),
+                             guided_topk_mean(s_abnormal, guided, cfg.top_k, cfg.guide_selection)])  # [2B]
+            target = torch.cat([torch.zeros(b), torch.ones(b)]).to(bag)
+            mil = F.binary_cross_entropy(bag.clamp(1e-6, 1 - 1e-6), target)
+        else:
+            mil = mil_loss(s_normal, s_abnormal, cfg.top_k)
+        total = total + mil
+        out["mil"] = mil.detach()
         if self.training:
             self.step += 1
         return {"loss": total, **out}
