@@ -17,6 +17,10 @@ _METHODS: dict[str, tuple[str, str]] = {
              "STDD (arXiv 2412.09895): zero-shot recognition, space-time cross attention + knowledge-graph prompts"),
     "open_mede": ("mmreason.methods.open_mede:METHOD",
                   "Open-MeDe (arXiv 2502.20158): open-vocabulary recognition, cross-batch meta-optimisation"),
+    "task_adapter": ("mmreason.methods.task_adapter:METHOD",
+                     "Task-Adapter (arXiv 2408.00249): few-shot action recognition, task attention adapters"),
+    "task_adapter_pp": ("mmreason.methods.task_adapter_pp:METHOD",
+                        "Task-Adapter++ (arXiv 2505.06002): few-shot recognition with LLM sub-action order adapters"),
     "vs_transgru": ("mmreason.methods.vs_transgru:METHOD",
                     "VS-TransGRU (arXiv 2307.03918): Transformer-GRU egocentric action anticipation"),
 }

@@ -1,0 +1,225 @@
+"""Task-Adapter++ (Cao et al., arXiv 2505.06002): Task-Adapter + LLM sub-actions + order-aware cross-modal alignment.
+
+Implemented (paper abstract; details from the authors' released code: ``module_adapter.py``,
+``module_sem_adapter.py``, ``models.py``):
+
+* visual branch = Task-Adapter (:mod:`mmreason.methods.task_adapter.model`), per-frame features ``[B, T, E]``;
+* text branch = frozen CLIP text tower with **semantic order adapters** in its last ``L`` layers
+  (``text_adapter_layers``: 8 for Kinetics/UCF/HMDB, 2 for SSv2). An adapted text block on the ``S``
+  sub-action prompts of each of the episode's ``N`` classes, tokens ``x`` ``[(N S), C, W]``:
+  1. ``x += attn(ln_1 x, causal mask)`` (frozen);
+  2. order attention: ``(n s) c w -> (n c) s w`` — at each token position the S sub-action prompts of one
+     class attend to each other (frozen ``ln_1`` + attention, no mask); ``x += order_adapter(...)``
+     (bottleneck ``W -> W/4 -> W``, 512 -> 128 -> 512, GELU, ``fc2`` zero-initialised, no inner skip);
+  3. ``x += mlp(ln_2 x)`` (frozen);
+  EOT token -> ln_final -> text_projection gives sub-action features ``[N, S, E]``;
+* prompts ``"A video of action about {class}: {sub-action}"``;
+* fine-grained alignment: query frame features ``q_t``; transition features over ``t = 0..T-2``
+  ``a_t = softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1} + q_{t+1}`` where the attention runs **across the episode's
+  query videos** (the released code's batch axis); sub-action stage ``i`` is matched to an overlapping window
+  of transitions (released: T=8, S=3 -> windows [0-2], [2-4], [4-6]); ``sem = mean_i mean_{j in window i}
+  cos(a_j, e_{i,c})``;
+* ``vis = cos(mean_t q, mean_{shots,t} s_c)``; logits ``= vis * sem * 64``; cross-entropy.
+
+Generalisations and reconstructions (config fields): windows for any ``T`` and ``S`` (:func:`stage_windows`:
+``S`` equal windows of ``ceil((T-2)/S) + 1`` transitions, evenly placed, consecutive windows sharing their
+border — exactly the released windows at T=8, S=3); ``transition_norm`` (a parameter-free LayerNorm on the
+frame features before the transition attention; the released code has a LayerNorm there only for SSv2-Full,
+whose parameters are not trained since only ``adapter`` parameters are); the text tower runs in fp32 (the
+released code casts it to fp16 on GPU).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmreason.clip.adapters import BottleneckAdapter, inject_lora
+from mmreason.clip.towers import CLIPTextTower, block_attention, block_forward, block_mlp
+from mmreason.methods.task_adapter.model import (TaskAdapterVision, episode_accuracy, episode_features,
+                                                 prototype_cosine)
+
+
+class OrderAdaptedText(nn.Module):
+    """Frozen CLIP text tower with semantic order adapters (or LoRA) in its last ``adapter_layers`` blocks."""
+
+    def __init__(self, tower: CLIPTextTower, adapter_layers: int, ratio: float = 0.25, adapter: str = "task",
+                 lora: dict | None = None):
+        super().__init__()
+        if not 0 <= adapter_layers <= tower.num_layers:
+            raise ValueError(f"text_adapter_layers={adapter_layers} but the text tower has {tower.num_layers} blocks")
+        self.tower = tower
+        for p in tower.parameters():
+            p.requires_grad_(False)
+        self.adapted = list(range(tower.num_layers - adapter_layers, tower.num_layers))
+        self.order_adapters = nn.ModuleDict()
+        if adapter == "task":
+            for i in self.adapted:
+                self.order_adapters[str(i)] = BottleneckAdapter(tower.width, ratio, skip=False, zero_init=True)
+        elif adapter == "lora":
+            lora = dict(lora or {})
+            inject_lora(tower.blocks, self.adapted, lora.pop("targets"), where="text.blocks", **lora)
+        else:
+            raise ValueError(f"unknown adapter {adapter!r}; choose 'task' or 'lora'")
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``[N, S, C]`` token ids (S sub-action prompts per class) -> sub-action features ``[N, S, E]``."""
+        n, s, c = tokens.shape
+        flat = tokens.reshape(n * s, c)
+        x = self.tower.embed(flat)  # [(N S), C, W]
+        width = x.shape[-1]
+        for i, block in enumerate(self.tower.blocks):
+            if str(i) not in self.order_adapters:
+                x = block_forward(block, x, self.tower.attn_mask)
+                continue
+            x = x + block_attention(block, x, self.tower.attn_mask)
+            xs = x.view(n, s, c, width).transpose(1, 2).reshape(n * c, s, width)  # [(N C), S, W]
+            order = self.order_adapters[str(i)](block_attention(block, xs))
+            x = x + order.view(n, c, s, width).transpose(1, 2).reshape(n * s, c, width)
+            x = x + block_mlp(block, x)
+        return self.tower.pool(x, flat).view(n, s, -1)
+
+
+def stage_windows(num_transitions: int, num_stages: int) -> list[list[int]]:
+    """Transition indices matched to each sub-action stage: ``num_stages`` windows of equal width
+    ``ceil((num_transitions - 1) / num_stages) + 1``, evenly placed from the first to the last transition.
+
+    >>> stage_windows(7, 3)       # T = 8 frames, 3 sub-actions (the released code's windows)
+    [[0, 1, 2], [2, 3, 4], [4, 5, 6]]
+    """
+    if num_transitions < 1 or num_stages < 1:
+        raise ValueError(f"need >= 1 transition and >= 1 stage, got {num_transitions} and {num_stages}")
+    width = min(num_transitions, math.ceil((num_transitions - 1) / num_stages) + 1)
+    last_start = num_transitions - width
+    starts = [round(i * last_start / (num_stages - 1)) if num_stages > 1 else 0 for i in range(num_stages)]
+    return [list(range(s, s + width)) for s in starts]
+
+
+def transition_features(query_feats: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """``a_t = softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1} + q_{t+1}`` for t = 0..T-2, attention across the query
+    videos at each frame pair (the released code's batch axis). ``[NQ, T, E]`` -> ``[NQ, T-1, E]``."""
+    q = F.layer_norm(query_feats, query_feats.shape[-1:]) if normalize else query_feats
+    cur, nxt = q[:, :-1], q[:, 1:]  # [NQ, T-1, E]
+    scores = torch.einsum("itd,jtd->tij", cur, nxt) / math.sqrt(q.shape[-1])  # [T-1, NQ, NQ]
+    return torch.einsum("tij,jtd->itd", scores.softmax(dim=-1), nxt) + nxt
+
+
+def stage_alignment(query_feats: torch.Tensor, subaction_feats: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    """Semantic score ``[NQ, N]``: mean over stages i and transitions j of window i of ``cos(a_j, e_{i,c})``.
+
+    query_feats ``[NQ, T, E]``; subaction_feats ``[N, S, E]`` (stage order).
+    """
+    a = F.normalize(transition_features(query_feats, normalize), dim=-1)  # [NQ, T-1, E]
+    e = F.normalize(subaction_feats, dim=-1)  # [N, S, E]
+    windows = stage_windows(a.shape[1], e.shape[1])
+    per_stage = [torch.einsum("qwd,nd->qnw", a[:, w], e[:, i]).mean(dim=-1) for i, w in enumerate(windows)]
+    return torch.stack(per_stage, dim=-1).mean(dim=-1)
+
+
+def _normalise_name(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().strip().rstrip(".").split())
+
+
+class SubactionBank:
+    """Sub-action sentences per class, looked up by class name (case, ``_`` and spacing insensitive)."""
+
+    def __init__(self, subactions: dict[str, Sequence[str]], num_stages: int, source: str = "sub-action mapping"):
+        self.num_stages, self.source = num_stages, source
+        self._by_name: dict[str, list[str]] = {}
+        for name, sentences in subactions.items():
+            sentences = [str(x) for x in sentences]
+            if len(sentences) != num_stages:
+                raise ValueError(f"{source}: class {name!r} has {len(sentences)} sub-actions, model.num_stages is "
+                                 f"{num_stages}")
+            self._by_name[_normalise_name(name)] = sentences
+        self.names = list(subactions)
+
+    def __getitem__(self, class_name: str) -> list[str]:
+        key = _normalise_name(class_name)
+        if key not in self._by_name:
+            from mmreason.registry import did_you_mean
+
+            raise KeyError(f"{self.source}: no sub-actions for class {class_name!r}"
+                           f"{did_you_mean(key, list(self._by_name))}")
+        return self._by_name[key]
+
+
+def load_subactions(path: str) -> dict[str, list[str]]:
+    """``{class: [sub-action sentences]}`` from a curated ``knowledge/<dataset>/subactions.jsonl`` (records
+    ``{"class", "subactions"}``) or the official Task-Adapter++ corpus YAML (``{class: {label, sub_act_en_li}}``);
+    YAML entries are also reachable by their ``label``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: sub-action file not found")
+    if p.suffix in (".yml", ".yaml"):
+        from mmreason.assets.importers import read_task_adapter_pp_corpus
+
+        records = read_task_adapter_pp_corpus(p)
+    elif p.suffix == ".jsonl":
+        from mmreason.assets.io import read_records
+
+        records = read_records(p)
+    else:
+        raise ValueError(f"{p}: expected a .jsonl curated asset or a .yml Task-Adapter++ corpus")
+    out: dict[str, list[str]] = {}
+    for n, r in enumerate(records, 1):
+        if not isinstance(r, dict) or "class" not in r or not isinstance(r.get("subactions"), list):
+            raise ValueError(f"{p}: record {n} needs 'class' and a 'subactions' list, got {r!r:.120}")
+        out[str(r["class"])] = [str(x) for x in r["subactions"]]
+        if r.get("label") and _normalise_name(str(r["label"])) != _normalise_name(str(r["class"])):
+            out.setdefault(str(r["label"]), out[str(r["class"])])
+    return out
+
+
+class TaskAdapterPPModel(nn.Module):
+    """Task-Adapter++: visual Task-Adapter + order-adapted text tower + fine-grained cross-modal alignment."""
+
+    def __init__(self, cfg: Any, subactions: dict[str, Sequence[str]], source: str = "sub-action mapping"):
+        super().__init__()
+        from mmreason.clip.loading import build_clip
+
+        m = cfg.model
+        towers = build_clip(m.clip_model, pretrained=m.pretrained, checkpoint=m.checkpoint,
+                            num_frames=m.num_frames, checkpoint_activation=m.checkpoint_activation,
+                            image_size=m.image_size)
+        lora = dict(targets=list(m.lora_targets), rank=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout)
+        self.visual = TaskAdapterVision(towers.vision, m.adapter_layers, m.adapter_ratio,
+                                        m.zero_init_task_adapter, m.adapter, lora)
+        self.text = OrderAdaptedText(towers.text, m.text_adapter_layers, m.text_adapter_ratio, m.adapter, lora)
+        self.tokenize = towers.tokenize
+        self.bank = SubactionBank(subactions, m.num_stages, source)
+        self.template = m.prompt_template
+        self.scope, self.logit_scale, self.transition_norm = m.task_attention_scope, m.logit_scale, m.transition_norm
+        self.n_way = cfg.data.n_way
+        self._tokens: dict[str, torch.Tensor] = {}
+
+    def prompts(self, class_name: str) -> list[str]:
+        return [self.template.format(class_name=class_name, subaction=s) for s in self.bank[class_name]]
+
+    def class_tokens(self, class_names: Sequence[str]) -> torch.Tensor:
+        """``[N, S, C]`` token ids of the classes' sub-action prompts (tokenised once per class)."""
+        for name in class_names:
+            if name not in self._tokens:
+                self._tokens[name] = self.tokenize(self.prompts(name))
+        device = self.text.tower.positional_embedding.device
+        return torch.stack([self._tokens[n] for n in class_names]).to(device)
+
+    def scores(self, episode: dict) -> dict[str, torch.Tensor]:
+        s, q = episode_features(self.visual, episode["support"], episode["query"], self.scope)
+        vis = prototype_cosine(s, episode["support_labels"], q, self.n_way)  # [NQ, N]
+        text = self.text(self.class_tokens(episode["class_names"]))  # [N, S, E]
+        sem = stage_alignment(q, text, self.transition_norm)  # [NQ, N]
+        return {"vis": vis, "sem": sem, "logits": vis * sem * self.logit_scale}
+
+    def forward(self, episode: dict) -> torch.Tensor:
+        return self.scores(episode)["logits"]
+
+    def loss(self, episode: dict) -> dict[str, torch.Tensor]:
+        logits = self(episode)
+        labels = episode["query_labels"].long()
+        return {"loss": F.cross_entropy(logits, labels), "acc": episode_accuracy(logits.detach(), labels)}
