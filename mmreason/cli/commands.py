@@ -32,6 +32,10 @@ def _add_generate(sub) -> None:
     p.add_argument("--backend", default="hf", help="LLM backend: hf, vllm, replay, deterministic (default: hf)")
     p.add_argument("--model", default="embedded", help="model id or local path (default: the embedded Gemma 3 270M)")
     p.add_argument("--classes-file", default=None, help="a class list file instead of the dataset's bundled list")
+    p.add_argument("--items-file", default=None,
+                   help="JSONL of clips {id, video, start_s, end_s, observed} (the intentions asset)")
+    p.add_argument("--prompt-style", default="completion", choices=("completion", "chat"),
+                   help="few-shot completion prompts (small base models) or chat prompts (instruction models)")
     p.add_argument("--knowledge-root", default="knowledge", help="where curated assets are written (default: knowledge)")
     p.add_argument("--cache-dir", default=None, help="LLM response cache (default: <knowledge-root>/.llm_cache)")
     p.add_argument("--only", nargs="+", default=(), metavar="CLASS", help="(re)generate only these classes")
@@ -48,6 +52,7 @@ def _run_generate(args) -> dict:
     backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size} if args.backend == "vllm" else {}
     summary = api.generate_assets(
         args.asset, args.dataset, backend=args.backend, model=args.model, classes_file=args.classes_file,
+        items_file=args.items_file, prompt_style=args.prompt_style,
         knowledge_root=args.knowledge_root, cache_dir=args.cache_dir, only=tuple(args.only), force=args.force,
         dry_run=args.dry_run, max_attempts=args.max_attempts, batch_size=args.batch_size, embed=not args.no_embed,
         backend_kwargs=backend_kwargs)
