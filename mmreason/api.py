@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -121,13 +120,6 @@ def build_model(config: str | os.PathLike | None = None, overrides: Sequence[str
 
         load_checkpoint(model, checkpoint)
     return model
-
-
-@dataclass
-class EvalResult:
-    metrics: dict
-    config: Any
-    checkpoint: str | None
 
 
 def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator: Any = None):

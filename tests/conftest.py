@@ -36,3 +36,12 @@ def minilm_embedder():
     embedder = TextEmbedder(device="cpu")
     embedder.model  # load now so tests timing their own work don't pay for it
     return embedder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread (tiny models; restored afterwards)."""
+    from mmreason.utils.threads import torch_threads
+
+    with torch_threads(1):
+        yield

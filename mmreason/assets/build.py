@@ -105,7 +105,8 @@ def generate_assets(asset: str, dataset: str, *, backend: str = "hf", model: str
     Returns:
         ``{"asset", "dataset", "items", "generated", "cached", "failed", "records", "path"}``.
     """
-    from mmreason.llm import CachedBackend, ResponseCache, SamplingParams
+    from mmreason.llm import CachedBackend, Request, ResponseCache, SamplingParams, key_for
+    from mmreason.llm.parsing import ParseError
 
     spec = _spec(asset)
     options = dict(options or {})
@@ -154,8 +155,6 @@ def generate_assets(asset: str, dataset: str, *, backend: str = "hf", model: str
                 jobs.append({"item": item_id, "vars": variables, "attempts": [], "value": None, "done": False})
 
         def request_for(job: dict, sample_index: int):
-            from mmreason.llm import Request
-
             rendered = template.render(**job["vars"])
             temperature = stage.temperature if sample_index == 0 else max(stage.temperature, retry_temperature)
             sampling = SamplingParams(temperature=temperature, max_tokens=stage.max_tokens, seed=seed,
@@ -181,10 +180,8 @@ def generate_assets(asset: str, dataset: str, *, backend: str = "hf", model: str
                         job["done"] = None
                         continue
                     counts["cached" if gen.cached else "generated"] += 1
-                    from mmreason.llm import key_for
-                    from mmreason.llm.parsing import ParseError
-
-                    sources[job["item"]].append(key_for(request, model_id, revision))
+                    # the cache-aware runners report the key; recompute only for a runner that does not
+                    sources[job["item"]].append(gen.cache_key or key_for(request, model_id, revision))
                     text = template.priming + gen.text if template.style == "completion" else gen.text
                     try:
                         job["value"], job["done"] = stage.parse(text, job["vars"]), True

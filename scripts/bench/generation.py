@@ -30,7 +30,7 @@ def main(argv=None) -> None:
 
     from mmreason.assets.build import generate_assets
     from mmreason.assets.prompts import load_template
-    from mmreason.llm import DeterministicBackend, Request, SamplingParams, make_backend
+    from mmreason.llm import Request, SamplingParams, make_backend
 
     llm = make_backend("hf", model=args.model, batch_size=args.batch_size)
     template = load_template("subactions", "subactions")

@@ -10,12 +10,7 @@ from mmreason.methods.vs_transgru import METHOD, VSTransGRUExperiment
 CONFIG = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "vs_transgru" / "configs" / "tiny_synthetic.yaml"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tiny_synthetic_trains_with_engine_and_reloads(tmp_path):

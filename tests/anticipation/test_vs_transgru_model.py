@@ -13,13 +13,7 @@ from mmreason.methods.vs_transgru import (METHOD, VSTransGRUExperiment, build_da
 CONFIGS = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "vs_transgru" / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models: one intra-op thread avoids oversubscribing the 2-core CI machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(*overrides: str) -> VSTransGRUExperiment:

@@ -2,7 +2,6 @@
 selective regeneration, dry runs and replay - with the deterministic test backend."""
 from __future__ import annotations
 
-import json
 import re
 import shutil
 

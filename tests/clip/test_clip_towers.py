@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from mmreason.clip import (ActivationMismatchWarning, CLIPVisionTower, TextFeatureCache, block_attention,
+from mmreason.clip import (ActivationMismatchWarning, TextFeatureCache, block_attention,
                            block_forward, build_clip, read_openai_checkpoint)
 from mmreason.clip.adapters import BottleneckAdapter, inject_lora
 

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 from mmreason.config import merge, read_yaml
 from mmreason.methods.corm import METHOD, CORMExperiment
@@ -10,12 +9,7 @@ from mmreason.methods.corm import METHOD, CORMExperiment
 CONFIGS = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "corm" / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load(name, **sections):

@@ -13,13 +13,7 @@ TINY = ["model.hidden_dim=32", "model.pdan_layers=2", "model.mstct_stage_dims=[3
         "model.dropout=0.1", "model.label_embeddings=random", "eval.conditional_offsets=[]"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (two threads are many times slower on a busy 2-core CI)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(*overrides):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mmreason.config import apply_overrides
 from mmreason.methods.task_adapter import METHOD
-from mmreason.methods.task_adapter.model import (TaskAdapterVision, episode_features, evaluate_episodes,
+from mmreason.methods.task_adapter.model import (episode_features, evaluate_episodes,
                                                  prototype_cosine)
 
 TINY = ["model.clip_model=mmr-tiny-32", "model.num_frames=4", "data.num_frames=4", "data.image_size=32",

@@ -10,16 +10,8 @@ from mmreason.methods.adsm import METHOD, AdsmExperiment
 CONFIG = Path(__file__).resolve().parents[2] / "mmreason/methods/adsm/configs/tiny_synthetic.yaml"
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only add synchronisation (and suffer on a busy machine)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
-def test_adsm_tiny_config_trains_and_reloads(tmp_path, one_thread):
+def test_adsm_tiny_config_trains_and_reloads(tmp_path, one_torch_thread):
     from mmreason.engine import Trainer, load_checkpoint
 
     cfg = apply_overrides(AdsmExperiment(), read_yaml(CONFIG))

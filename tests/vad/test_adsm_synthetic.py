@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmreason.utils.threads import torch_threads
 from mmreason.methods.adsm.evaluation import score_dataset
 from mmreason.metrics.anomaly import roc_auc
 
@@ -60,12 +61,8 @@ def _train_and_eval(use_scene: bool, steps: int = 200) -> dict:
 
 @pytest.fixture(scope="module")
 def results():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only add synchronisation (and suffer on a busy machine)
-    try:
+    with torch_threads(1):  # tiny tensors: more threads only add synchronisation
         return {"scene": _train_and_eval(True), "no_scene": _train_and_eval(False)}
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

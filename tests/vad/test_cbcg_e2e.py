@@ -3,7 +3,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mmreason.config import apply_overrides, merge, read_yaml
 from mmreason.methods.cbcg import METHOD, CbcgExperiment
@@ -12,10 +11,9 @@ TINY_YAML = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "cbcg
 
 
 @pytest.mark.slow
-def test_cbcg_tiny_trainer_run_and_reload(tmp_path):
+def test_cbcg_tiny_trainer_run_and_reload(tmp_path, one_torch_thread):
     from mmreason.engine import Trainer, load_checkpoint
 
-    torch.set_num_threads(1)
     cfg = apply_overrides(merge(CbcgExperiment(), read_yaml(TINY_YAML)),
                           [f"train.output_dir={tmp_path / 'run'}", "train.max_steps=80"])
     model = METHOD.build_model(cfg)

@@ -11,12 +11,7 @@ from mmreason.methods.cbcg.model import (CbcgModel, CrossBatchMemory, batch_clus
                                          topk_mean, two_means)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops: avoid thread contention on shared CI cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_topk_mil_loss_matches_hand_computation():

@@ -11,10 +11,9 @@ TINY_YAML = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "fbae
 
 
 @pytest.mark.slow
-def test_fbae_tiny_trainer_run_and_reload(tmp_path):
+def test_fbae_tiny_trainer_run_and_reload(tmp_path, one_torch_thread):
     from mmreason.engine import Trainer, load_checkpoint
 
-    torch.set_num_threads(1)
     cfg = apply_overrides(merge(FbaeExperiment(), read_yaml(TINY_YAML)),
                           [f"train.output_dir={tmp_path / 'run'}", "train.max_steps=10"])
     model = METHOD.build_model(cfg)

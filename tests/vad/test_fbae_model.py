@@ -16,12 +16,7 @@ TINY = dict(image_size=16, obs_frames=3, future_frames=2, widths=[8, 16], latent
 TINY_YAML = Path(__file__).resolve().parents[2] / "mmreason" / "methods" / "fbae" / "configs" / "tiny_synthetic.yaml"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small convolutions: avoid thread contention on shared CI cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gaussian_kl_matches_torch_distributions():

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmreason.data.vad import (LAYOUTS, ObjectClipDataset, TrackCache, VadClipDataset, crop_box, fill_track_cache,
-                               iou_track, list_frame_folder_videos, make_moving_square_videos, read_detections)
+from mmreason.data.vad import (LAYOUTS, ObjectClipDataset, TrackCache, VadClipDataset, crop_box, iou_track, list_frame_folder_videos, make_moving_square_videos, read_detections)
 
 ROOT = Path(__file__).resolve().parents[2]
 

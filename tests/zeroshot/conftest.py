@@ -2,17 +2,14 @@
 from pathlib import Path
 
 import pytest
-import torch
 
 METHODS = Path(__file__).resolve().parents[2] / "mmreason" / "methods"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread(one_torch_thread):
+    """Every test here runs on one torch thread."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

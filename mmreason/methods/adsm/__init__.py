@@ -6,24 +6,12 @@ from __future__ import annotations
 
 from mmreason.methods.adsm.config import AdsmConfig, AdsmDataConfig, AdsmEvalConfig, AdsmExperiment
 from mmreason.methods.base import MethodSpec
+from mmreason.methods.adsm.evaluation import build_dataset, evaluate
+from mmreason.methods.adsm.model import AdsmModel
 
 
-def build_model(cfg: AdsmExperiment):
-    from mmreason.methods.adsm.model import AdsmModel
-
+def build_model(cfg: AdsmExperiment) -> AdsmModel:
     return AdsmModel(cfg.model)
-
-
-def build_dataset(cfg: AdsmExperiment, split: str):
-    from mmreason.methods.adsm.evaluation import build_dataset as _build
-
-    return _build(cfg, split)
-
-
-def evaluate(model, cfg: AdsmExperiment, split: str = "test", accelerator=None) -> dict:
-    from mmreason.methods.adsm.evaluation import evaluate as _evaluate
-
-    return _evaluate(model, cfg, split, accelerator)
 
 
 METHOD = MethodSpec(

@@ -4,25 +4,13 @@ guidance, on I3D feature bags. See ``model.py`` for what is implemented and ``RE
 from __future__ import annotations
 
 from mmreason.methods.base import MethodSpec
+from mmreason.methods.cbcg.evaluation import build_dataset, evaluate
+from mmreason.methods.cbcg.model import CbcgModel
 from mmreason.methods.cbcg.config import CbcgConfig, CbcgDataConfig, CbcgEvalConfig, CbcgExperiment
 
 
-def build_model(cfg: CbcgExperiment):
-    from mmreason.methods.cbcg.model import CbcgModel
-
+def build_model(cfg: CbcgExperiment) -> CbcgModel:
     return CbcgModel(cfg.model)
-
-
-def build_dataset(cfg: CbcgExperiment, split: str):
-    from mmreason.methods.cbcg.evaluation import build_dataset as _build
-
-    return _build(cfg, split)
-
-
-def evaluate(model, cfg: CbcgExperiment, split: str = "test", accelerator=None) -> dict:
-    from mmreason.methods.cbcg.evaluation import evaluate as _evaluate
-
-    return _evaluate(model, cfg, split, accelerator)
 
 
 METHOD = MethodSpec(

@@ -5,25 +5,13 @@ reconstructions.
 from __future__ import annotations
 
 from mmreason.methods.base import MethodSpec
+from mmreason.methods.fbae.evaluation import build_dataset, evaluate
+from mmreason.methods.fbae.model import FbaeModel
 from mmreason.methods.fbae.config import FbaeConfig, FbaeDataConfig, FbaeEvalConfig, FbaeExperiment
 
 
-def build_model(cfg: FbaeExperiment):
-    from mmreason.methods.fbae.model import FbaeModel
-
+def build_model(cfg: FbaeExperiment) -> FbaeModel:
     return FbaeModel(cfg.model)
-
-
-def build_dataset(cfg: FbaeExperiment, split: str):
-    from mmreason.methods.fbae.evaluation import build_dataset as _build
-
-    return _build(cfg, split)
-
-
-def evaluate(model, cfg: FbaeExperiment, split: str = "test", accelerator=None) -> dict:
-    from mmreason.methods.fbae.evaluation import evaluate as _evaluate
-
-    return _evaluate(model, cfg, split, accelerator)
 
 
 METHOD = MethodSpec(

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmreason.clip.adapters import BottleneckAdapter, inject_lora
-from mmreason.clip.towers import CLIPVisionTower, block_attention, block_forward, block_mlp
+from mmreason.clip.towers import CLIPVisionTower, block_attention, block_forward
 
 
 class TaskAdapterBlockAdapters(nn.Module):
