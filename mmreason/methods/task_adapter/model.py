@@ -134,20 +134,27 @@ def episode_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (logits.argmax(dim=-1) == labels).float().mean()
 
 
+def build_towers_and_vision(m: Any) -> tuple[Any, TaskAdapterVision, dict]:
+    """CLIP towers from the model config ``m``, the Task-Adapter visual tower on them, and the LoRA settings
+    (Task-Adapter++ reuses all three for its text side)."""
+    from mmreason.clip.loading import build_clip
+
+    towers = build_clip(m.clip_model, pretrained=m.pretrained, checkpoint=m.checkpoint,
+                        num_frames=m.num_frames, checkpoint_activation=m.checkpoint_activation,
+                        image_size=m.image_size)
+    lora = dict(targets=list(m.lora_targets), rank=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout)
+    visual = TaskAdapterVision(towers.vision, m.adapter_layers, m.adapter_ratio, m.zero_init_task_adapter,
+                               m.adapter, lora)
+    return towers, visual, lora
+
+
 class TaskAdapterModel(nn.Module):
     """Few-shot action recognition: Task-Adapter visual tower + cosine prototype matching + cross-entropy."""
 
     def __init__(self, cfg: Any):
         super().__init__()
-        from mmreason.clip.loading import build_clip
-
         m = cfg.model
-        towers = build_clip(m.clip_model, pretrained=m.pretrained, checkpoint=m.checkpoint,
-                            num_frames=m.num_frames, checkpoint_activation=m.checkpoint_activation,
-                            image_size=m.image_size)
-        lora = dict(targets=list(m.lora_targets), rank=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout)
-        self.visual = TaskAdapterVision(towers.vision, m.adapter_layers, m.adapter_ratio,
-                                        m.zero_init_task_adapter, m.adapter, lora)
+        _, self.visual, _ = build_towers_and_vision(m)
         self.scope = m.task_attention_scope
         self.logit_scale = m.logit_scale
         self.n_way = cfg.data.n_way

@@ -39,7 +39,7 @@ from torch import nn
 
 from mmreason.clip.adapters import BottleneckAdapter, inject_lora
 from mmreason.clip.towers import CLIPTextTower, block_attention, block_forward, block_mlp
-from mmreason.methods.task_adapter.model import (TaskAdapterVision, episode_accuracy, episode_features,
+from mmreason.methods.task_adapter.model import (build_towers_and_vision, episode_accuracy, episode_features,
                                                  prototype_cosine)
 
 
@@ -181,15 +181,8 @@ class TaskAdapterPPModel(nn.Module):
 
     def __init__(self, cfg: Any, subactions: dict[str, Sequence[str]], source: str = "sub-action mapping"):
         super().__init__()
-        from mmreason.clip.loading import build_clip
-
         m = cfg.model
-        towers = build_clip(m.clip_model, pretrained=m.pretrained, checkpoint=m.checkpoint,
-                            num_frames=m.num_frames, checkpoint_activation=m.checkpoint_activation,
-                            image_size=m.image_size)
-        lora = dict(targets=list(m.lora_targets), rank=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout)
-        self.visual = TaskAdapterVision(towers.vision, m.adapter_layers, m.adapter_ratio,
-                                        m.zero_init_task_adapter, m.adapter, lora)
+        towers, self.visual, lora = build_towers_and_vision(m)
         self.text = OrderAdaptedText(towers.text, m.text_adapter_layers, m.text_adapter_ratio, m.adapter, lora)
         self.tokenize = towers.tokenize
         self.bank = SubactionBank(subactions, m.num_stages, source)
