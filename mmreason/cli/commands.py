@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mmreason import api
 from mmreason.config import ConfigError
@@ -10,7 +9,7 @@ from mmreason.config import ConfigError
 def _user_errors() -> tuple[type[BaseException], ...]:
     from mmreason.video.decode import VideoDecodeError  # light: av is imported inside its functions
 
-    return (ConfigError, FileNotFoundError, KeyError, api.FeatureNotAvailable, ValueError, VideoDecodeError)
+    return (ConfigError, FileNotFoundError, KeyError, ValueError, VideoDecodeError)
 
 
 USER_ERRORS = _user_errors()
@@ -19,43 +18,6 @@ USER_ERRORS = _user_errors()
 def _overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. train.lr=1e-4 model.adapter=lora")
-
-
-# ------------------------------------------------------------------------------------------- generate
-
-def _add_generate(sub) -> None:
-    p = sub.add_parser("generate", help="generate (or serve from the cache) an LLM/VLM text asset",
-                       description="Generate a text asset for a dataset's classes; every LLM answer is cached.")
-    p.add_argument("asset", help="asset name (see `mmreason ls assets`)")
-    p.add_argument("--dataset", required=True, help="dataset whose class list to use (see knowledge/)")
-    p.add_argument("--backend", default="hf", help="LLM backend: hf, vllm, replay, deterministic (default: hf)")
-    p.add_argument("--model", default="embedded", help="model id or local path (default: the embedded Gemma 3 270M)")
-    p.add_argument("--classes-file", default=None, help="a class list file instead of the dataset's bundled list")
-    p.add_argument("--items-file", default=None,
-                   help="JSONL of clips {id, video, start_s, end_s, observed} (the intentions asset)")
-    p.add_argument("--prompt-style", default="completion", choices=("completion", "chat"),
-                   help="few-shot completion prompts (small base models) or chat prompts (instruction models)")
-    p.add_argument("--knowledge-root", default="knowledge", help="where curated assets are written (default: knowledge)")
-    p.add_argument("--cache-dir", default=None, help="LLM response cache (default: <knowledge-root>/.llm_cache)")
-    p.add_argument("--only", nargs="+", default=(), metavar="CLASS", help="(re)generate only these classes")
-    p.add_argument("--force", action="store_true", help="ignore cached answers for the selected classes")
-    p.add_argument("--dry-run", action="store_true", help="print rendered prompts and cache hit/miss counts; generate nothing")
-    p.add_argument("--max-attempts", type=int, default=3, help="tries per class when an answer does not parse")
-    p.add_argument("--batch-size", type=int, default=8, help="requests per backend batch")
-    p.add_argument("--no-embed", action="store_true", help="skip embedding the generated texts")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per model (vllm backend)")
-    p.set_defaults(func=_run_generate)
-
-
-def _run_generate(args) -> dict:
-    backend_kwargs = {"tensor_parallel_size": args.tensor_parallel_size} if args.backend == "vllm" else {}
-    summary = api.generate_assets(
-        args.asset, args.dataset, backend=args.backend, model=args.model, classes_file=args.classes_file,
-        items_file=args.items_file, prompt_style=args.prompt_style,
-        knowledge_root=args.knowledge_root, cache_dir=args.cache_dir, only=tuple(args.only), force=args.force,
-        dry_run=args.dry_run, max_attempts=args.max_attempts, batch_size=args.batch_size, embed=not args.no_embed,
-        backend_kwargs=backend_kwargs)
-    return summary
 
 
 # ------------------------------------------------------------------------------------------- train / eval
@@ -103,7 +65,7 @@ def _add_anticipate(sub) -> None:
 
 
 def _run_anticipate(args) -> dict:
-    anticipator = api.__getattr__("Anticipator").from_pretrained(args.model)
+    anticipator = api.Anticipator.from_pretrained(args.model)
     observed = [a.strip() for a in args.observed.split(",") if a.strip()]
     kwargs = {"observed": observed, "k": args.k, "z": args.z}
     if args.video:
@@ -116,7 +78,7 @@ def _run_anticipate(args) -> dict:
     return prediction.to_dict() if hasattr(prediction, "to_dict") else prediction
 
 
-# ------------------------------------------------------------------------------------------- ls / validate / demo
+# ------------------------------------------------------------------------------------------- ls / validate
 
 def _add_ls(sub) -> None:
     p = sub.add_parser("ls", help="list methods, backends, datasets, configs or assets")
@@ -177,21 +139,4 @@ def _run_validate(args) -> int:
     return 1 if failures else 0
 
 
-def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job: generate sub-actions and an action knowledge graph with the "
-                                    "embedded LLM, embed them, write curated assets, print a sample")
-    p.add_argument("--knowledge-root", default="knowledge", help="where the curated assets are written")
-    p.add_argument("--cache-dir", default=None, help="LLM response cache (default: <knowledge-root>/.llm_cache)")
-    p.add_argument("--backend", default="hf", help="LLM backend (default: hf with the embedded Gemma 3 270M)")
-    p.add_argument("--model", default="embedded", help="model id or local path")
-    p.set_defaults(func=_run_demo)
-
-
-def _run_demo(args) -> int:
-    from mmreason.assets.demo import run_demo
-
-    run_demo(knowledge_root=Path(args.knowledge_root), cache_dir=args.cache_dir, backend=args.backend, model=args.model)
-    return 0
-
-
-SUBCOMMANDS = (_add_generate, _add_train, _add_eval, _add_anticipate, _add_ls, _add_validate, _add_demo)
+SUBCOMMANDS = (_add_train, _add_eval, _add_anticipate, _add_ls, _add_validate)

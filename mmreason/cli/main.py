@@ -10,7 +10,10 @@ import json
 import sys
 from typing import Sequence
 
-from mmreason.cli import commands
+from mmreason.cli import assets, commands
+
+# each module lists its subcommands in SUBCOMMANDS; `mmreason --help` shows them in this order
+COMMAND_MODULES = (assets, commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mmreason", description="LLM/VLM-centric video understanding: assets, training, evaluation, anticipation.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in commands.SUBCOMMANDS:
-        register(sub)
+    for module in COMMAND_MODULES:
+        for register in module.SUBCOMMANDS:
+            register(sub)
     return parser
 
 

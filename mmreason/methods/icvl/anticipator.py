@@ -133,7 +133,7 @@ class Anticipator:
                         device: str | None = None) -> "Anticipator":
         """Load once: a run folder (config + newest checkpoint), a saved ``config.json``, or an ICVL config name/YAML
         (untrained fusion/projector/LoRA, i.e. the base LLM with zero-initialised adapters)."""
-        from mmreason.api import load_experiment
+        from mmreason.experiment import load_experiment
         from mmreason.methods.icvl import build_model
         from mmreason.methods.icvl.data import example_bank, text_embedder
 
