@@ -4,11 +4,18 @@ Readers (``format`` names):
     - ``ucf101_classind``: UCF101 ``classInd.txt`` (``"1 ApplyEyeMakeup"`` lines; CamelCase -> words).
     - ``hmdb51_splits``: an HMDB51 ``testTrainMulti_7030_splits`` folder (``<class>_test_split1.txt`` files).
     - ``kinetics_csv``: a Kinetics ``train.csv``/``validate.csv`` (column ``label``) or a one-column class CSV.
+    - ``id_name_csv``: an ``id,name`` CSV (header ``id,name``, then ``0,abseiling`` ...; the class-label files of
+      the Open-VCLIP / ViFi-CLIP lineage); classes in id order.
+    - ``yaml_classes``: a YAML file with a ``classes:`` list (STDD ``classes_label_<ds>.yml``); other YAML (e.g. a
+      sub-action corpus) is refused rather than read line by line.
     - ``ssv2_labels``: Something-Something v2 ``labels.json`` (``{"Template": "id"}``; the id orders classes).
     - ``ego4d_taxonomy``: Ego4D ``fho_lta_taxonomy.json`` (``{"verbs": [...], "nouns": [...]}``; verb/noun lists).
     - ``epic_csv``: EPIC-Kitchens ``EPIC_verb_classes.csv`` / ``EPIC_noun_classes.csv`` (``class_key`` column)
       or EPIC-100 ``EPIC_100_verb_classes.csv`` (``key`` column).
     - ``lines``: one class per line (``#`` comments allowed) - the format ``knowledge/<dataset>/classes.txt`` uses.
+
+:func:`read_class_index` gives ``{label id: name}`` (the file's own ids for ``id_name_csv`` and
+``ucf101_classind``, else the position); :func:`class_key` is the key class names match by across sources.
 
 Example:
     >>> from mmreason.assets.classes import bundled_classes
@@ -23,7 +30,17 @@ import os
 import re
 from pathlib import Path
 
-KNOWLEDGE_ROOT = Path(__file__).resolve().parents[2] / "knowledge"
+from mmreason.assets.paths import shipped_dir
+
+# the shipped class lists: the checkout's knowledge/ folder, or the wheel's copy (mmreason/knowledge)
+KNOWLEDGE_ROOT = shipped_dir("knowledge")
+
+
+def class_key(name: str) -> str:
+    """The key class names from different sources match by: lower-case letters and digits only, so a UCF101
+    folder ``ApplyEyeMakeup``, ``apply_eye_makeup`` and the released corpus key ``apply eye makeup`` agree (as do
+    ``HandstandPushups`` / ``hand stand pushups`` and ``Shotput`` / ``shot put``)."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
 def _camel_to_words(name: str) -> str:
@@ -67,8 +84,12 @@ def _guess_format(path: Path) -> str:
         return "ssv2_labels"
     if name.startswith("epic") and name.endswith(".csv"):
         return "epic_csv"
+    if name.endswith((".yml", ".yaml")):
+        return "yaml_classes"
     if name.endswith(".csv"):
-        return "kinetics_csv"
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+        return "id_name_csv" if [h.strip().lower() for h in header[:2]] == ["id", "name"] else "kinetics_csv"
     return "lines"
 
 
@@ -81,12 +102,52 @@ def _read_lines(path: Path) -> list[str]:
     return out
 
 
-def _read_ucf101(path: Path) -> list[str]:
+def _pairs_ucf101(path: Path) -> list[tuple[int, str]]:
     rows = []
     for line in _read_lines(path):
         idx, name = line.split(maxsplit=1)
         rows.append((int(idx), _camel_to_words(name)))
-    return [name for _, name in sorted(rows)]
+    return rows
+
+
+def _pairs_id_name_csv(path: Path) -> list[tuple[int, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader, None)  # the id,name header
+        rows = []
+        for lineno, row in enumerate(reader, 2):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) < 2 or not row[0].strip().lstrip("-").isdigit():
+                raise ValueError(f"{path}:{lineno}: expected '<id>,<name>', got {','.join(row)!r}")
+            rows.append((int(row[0]), ",".join(row[1:]).strip()))  # names may hold commas (unquoted)
+    return rows
+
+
+# formats whose files state each class's label id
+_INDEXED = {"ucf101_classind": _pairs_ucf101, "id_name_csv": _pairs_id_name_csv}
+
+
+def _by_id(pairs: list[tuple[int, str]], path: Path) -> dict[int, str]:
+    index: dict[int, str] = {}
+    for i, name in pairs:
+        if i in index:
+            raise ValueError(f"{path}: label id {i} appears twice ({index[i]!r}, {name!r})")
+        index[i] = name
+    return dict(sorted(index.items()))
+
+
+def read_class_index(path: str | os.PathLike, format: str = "auto") -> dict[int, str]:
+    """``{label id: class name}`` from a class-list file: the file's own ids for ``id_name_csv`` and
+    ``ucf101_classind`` files, otherwise the position in the list (0-based)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: class list not found")
+    format = _guess_format(path) if format == "auto" else format
+    if format in _INDEXED:
+        read_class_list(path, format)  # the same checks: readable, non-empty, no duplicate names
+        return _by_id(_INDEXED[format](path), path)
+    return dict(enumerate(read_class_list(path, format)))
 
 
 def _read_hmdb51(path: Path) -> list[str]:
@@ -122,9 +183,24 @@ def _read_epic(path: Path) -> list[str]:
     return [r[key].strip() for r in rows]
 
 
+def _read_yaml_classes(path: Path) -> list[str]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), list):
+        raise ValueError(f"{path}: a YAML class list needs a 'classes:' list (as STDD's classes_label_<ds>.yml); "
+                         "give one name per line or an 'id,name' CSV instead")
+    return [str(c).strip() for c in data["classes"]]
+
+
 _READERS = {
     "lines": _read_lines,
-    "ucf101_classind": _read_ucf101,
+    "ucf101_classind": lambda path: list(_by_id(_pairs_ucf101(path), path).values()),
+    "id_name_csv": lambda path: list(_by_id(_pairs_id_name_csv(path), path).values()),
+    "yaml_classes": _read_yaml_classes,
     "hmdb51_splits": _read_hmdb51,
     "kinetics_csv": _read_kinetics,
     "ssv2_labels": _read_ssv2,

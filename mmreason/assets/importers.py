@@ -7,6 +7,9 @@
   written ``"<a, relation, b>"``, plus ``classes_xprompt_<ds>.yml`` ``{class: {label, xprompt_oo, xprompt_ao,
   xprompt_aa}}`` -> ``action_graph`` records; ``classes_label_<ds>.yml`` -> class list and templates.
 
+:func:`import_released` is what ``mmreason import task_adapter_pp|stdd PATH --dataset D`` calls (PATH = the file or
+the released folder).
+
 Example:
     >>> from mmreason.assets.importers import import_task_adapter_pp
     >>> import_task_adapter_pp("classes_hmdb51.yml", dataset="hmdb51")        # doctest: +SKIP
@@ -133,3 +136,48 @@ def import_stdd(askg_path: str | os.PathLike, xprompt_path: str | os.PathLike, d
     """Write the official STDD ASKG + continuations as ``knowledge/<dataset>/action_graph.jsonl``."""
     return _write("action_graph", dataset, read_stdd_askg(askg_path, xprompt_path), [Path(askg_path), Path(xprompt_path)],
                   root)
+
+
+RELEASED = ("task_adapter_pp", "stdd")
+
+
+def _released_file(path: Path, pattern: str, method: str) -> Path:
+    """``path`` itself, or ``path/<pattern>`` when ``path`` is the released folder (``corpus/``, ``label_db/``)."""
+    if path.is_dir():
+        candidate = path / pattern
+        if not candidate.is_file():
+            found = sorted(p.name for p in path.glob("classes_*.yml"))
+            raise FileNotFoundError(f"{candidate}: not found; the {method} files in {path} are {found or 'none'} "
+                                    f"(pass the file itself when its name differs from --dataset)")
+        return candidate
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: released {method} file not found")
+    return path
+
+
+def import_released(method: str, path: str | os.PathLike, dataset: str, root: str | os.PathLike | None = None, *,
+                    xprompt: str | os.PathLike | None = None) -> Path:
+    """Import a method's officially released text asset as ``<root>/<dataset>/<asset>.jsonl`` (+ manifest).
+
+    ``task_adapter_pp``: ``path`` = the corpus file ``classes_<ds>.yml`` or the ``corpus/`` folder (then
+    ``classes_<dataset>.yml``) -> ``subactions.jsonl``. ``stdd``: ``path`` = ``classes_ASKG_<ds>.yml`` or the
+    ``label_db/`` folder (then ``classes_ASKG_<dataset>.yml``), with the continuations ``xprompt`` (default: the
+    ``classes_xprompt_<ds>.yml`` beside it) -> ``action_graph.jsonl``.
+    """
+    path = Path(path)
+    if method == "task_adapter_pp":
+        return import_task_adapter_pp(_released_file(path, f"classes_{dataset}.yml", method), dataset, root)
+    if method == "stdd":
+        askg = _released_file(path, f"classes_ASKG_{dataset}.yml", method)
+        if xprompt is None:
+            if not askg.name.startswith("classes_ASKG_"):
+                raise ValueError(f"{askg}: cannot tell its xprompt file from the name; pass it (--xprompt)")
+            xprompt = askg.with_name(askg.name.replace("classes_ASKG_", "classes_xprompt_", 1))
+            if not Path(xprompt).is_file():
+                raise FileNotFoundError(f"{xprompt}: the STDD continuations for {askg.name} are not beside it; "
+                                        "pass their file (--xprompt)")
+        return import_stdd(askg, xprompt, dataset, root)
+    from mmreason.registry import did_you_mean
+
+    raise ValueError(f"no importer for {method!r}{did_you_mean(method, list(RELEASED))}; "
+                     f"released assets: {', '.join(RELEASED)}")

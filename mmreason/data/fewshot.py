@@ -7,8 +7,12 @@ come in two line formats, detected per file (``split_format="auto"``):
 * ``class_video``: ``<class name>/<video id>`` — the OTAM/CMN/ARN split lists as redistributed with TRX and
   later few-shot codebases (e.g. ``Pouring something into something/100386``, ``brush_hair/April_09_...``).
   The video is ``<root>/<class>/<video id>`` (a frame folder) or ``<root>/<class>/<video id><video_ext>``.
-* ``path_frames_label``: ``<path> <num_frames> <label id>`` — Task-Adapter++'s annotation lines (HMDB51 split
-  it ships). The class name is the parent folder of ``path`` (relative paths are joined to ``root``).
+* ``path_frames_label``: ``<path> <num_frames> <label id>`` — Task-Adapter++'s annotation lines (the HMDB51
+  lists it ships, e.g. ``/data/hmdb51/frames/<video> 405 0``). The label id gives the class: its name is
+  entry ``id`` of ``data.class_list`` (one name per line, or an ``id,name`` CSV; see
+  :func:`mmreason.assets.classes.read_class_index`). Without a class list the parent folder of ``path`` names
+  the class, which only works when every label id has its own folder; flat paths (one ``frames/`` folder for
+  every video) fail with an error asking for the class list. Relative paths are joined to ``root``.
 
 Episodes (:class:`EpisodeDataset`): ``N`` classes drawn without replacement from one split, ``K`` support and
 ``Q`` query videos per class drawn without replacement (Task-Adapter++'s ``EpisodicBatchSampler``). Each
@@ -16,7 +20,8 @@ episode is a dict: ``support`` ``[N*K, T, 3, H, W]`` and ``query`` ``[N*Q, T, 3,
 class-major order, ``support_labels`` ``[N*K]``, ``query_labels`` ``[N*Q]`` (episode labels ``0..N-1``) and
 ``class_names`` (``N`` strings). Episode ``i`` is a pure function of ``(seed, i)``, so runs are reproducible.
 
-Clips: 8 TSN segments (random frame per segment when training, centre frame at test), square resize to
+Clips: 8 TSN segments (random frame per segment when training, centre frame at test; ``frame_sampling:
+released`` uses the released Task-Adapter++ index formula, :func:`released_segment_indices`), square resize to
 ``resize_size`` then a random (train) / centre (test) ``image_size`` crop, CLIP normalisation.
 
 Synthetic task (:func:`synthetic_split`): a coloured square moving across a noisy background; a class is a
@@ -60,6 +65,9 @@ class FewShotDataConfig:
     val_split: str = option("", help="validation split file")
     test_split: str = option("", help="test split file")
     split_format: str = option("auto", help="line format of the split files", choices=SPLIT_FORMATS)
+    class_list: str = option("", help="class names indexed by the label ids of '<path> <num_frames> <label>' split "
+                             "lines (one name per line, line i = id i, or an 'id,name' CSV); empty = the parent "
+                             "folder of each path names its class")
     media: str = option("frames", help="frames: a folder of JPEGs per video; video: one video file per video",
                         choices=("frames", "video"))
     frame_template: str = option("img_{:05d}.jpg", help="file name of frame i in a frame folder")
@@ -70,6 +78,11 @@ class FewShotDataConfig:
     k_shot: int = option(1, help="support videos per class (K)")
     n_query: int = option(1, help="query videos per class (Q); Task-Adapter++ uses 1")
     num_frames: int = option(8, help="TSN segments = frames per clip (T)")
+    frame_sampling: str = option("tsn", help="tsn: integer TSN segments (random frame per segment in training, "
+                                 "centre at test); released: Task-Adapter++ dataset.py's indices (segments of "
+                                 "N // T frames in training, int(tick/2 + tick*s) with tick = N/T at test and "
+                                 "for training videos of <= T frames); they differ by about one frame",
+                                 choices=("tsn", "released"))
     image_size: int = option(224, help="crop size fed to CLIP")
     resize_size: int = option(257, help="square resize before cropping (Task-Adapter++: 257 = 1.15 x 224)")
     train_episodes: int = option(10000, help="training episodes in the dataset (paper: 1000/epoch x 10 epochs)")
@@ -97,7 +110,7 @@ class VideoRecord:
 # ------------------------------------------------------------------------------------------------ split files
 
 def _detect_format(lines: list[str], path: Path) -> str:
-    first = lines[0].split()
+    first = lines[0].rsplit(maxsplit=2)  # a path may hold spaces
     if len(first) == 3 and first[1].isdigit() and first[2].lstrip("-").isdigit():
         return "path_frames_label"
     if "/" in lines[0]:
@@ -107,8 +120,13 @@ def _detect_format(lines: list[str], path: Path) -> str:
 
 
 def read_split_file(path: str | os.PathLike, root: str | os.PathLike = "", split_format: str = "auto", *,
-                    media: str = "frames", video_ext: str = ".mp4") -> dict[str, list[VideoRecord]]:
-    """Read a few-shot split list into ``{class name: [VideoRecord, ...]}`` (classes in first-seen order)."""
+                    media: str = "frames", video_ext: str = ".mp4", class_list: str | os.PathLike = ""
+                    ) -> dict[str, list[VideoRecord]]:
+    """Read a few-shot split list into ``{class name: [VideoRecord, ...]}`` (classes in first-seen order).
+
+    ``class_list``: the class-name file that ``<path> <num_frames> <label>`` label ids index (see the module
+    docstring); ignored for ``<class>/<video id>`` lines, which name their class.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: split file not found")
@@ -120,15 +138,29 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike = "", split
         raise ValueError(f"split_format {split_format!r} is not one of {list(SPLIT_FORMATS)}")
     fmt = _detect_format(lines, path) if split_format == "auto" else split_format
     root = Path(root) if root else Path()
+    index = None
+    if class_list and fmt == "path_frames_label":
+        from mmreason.assets.classes import read_class_index
+
+        index = read_class_index(class_list)
     classes: dict[str, list[VideoRecord]] = {}
+    folders: dict[int, set[str]] = {}  # label id -> parent folder names (no class list)
     for lineno, line in enumerate(lines, 1):
         if fmt == "path_frames_label":
             parts = line.rsplit(maxsplit=2)
-            if len(parts) != 3 or not parts[1].isdigit():
+            if len(parts) != 3 or not parts[1].isdigit() or not parts[2].lstrip("-").isdigit():
                 raise ValueError(f"{path}:{lineno}: expected '<path> <num_frames> <label>', got {line!r}")
             video = Path(parts[0])
             video = video if video.is_absolute() else root / video
-            name, frames = video.parent.name, int(parts[1])
+            label, frames = int(parts[2]), int(parts[1])
+            if index is not None:
+                if label not in index:
+                    raise ValueError(f"{path}:{lineno}: label {label} is not in the class list {class_list} "
+                                     f"({len(index)} classes, ids {min(index)}..{max(index)})")
+                name = index[label]
+            else:
+                name = video.parent.name
+                folders.setdefault(label, set()).add(name)
         else:
             if "/" not in line:
                 raise ValueError(f"{path}:{lineno}: expected '<class>/<video id>', got {line!r}")
@@ -136,6 +168,18 @@ def read_split_file(path: str | os.PathLike, root: str | os.PathLike = "", split
             video = root / name / (vid + (video_ext if media == "video" and not Path(vid).suffix else ""))
             frames = 0
         classes.setdefault(name, []).append(VideoRecord(str(video), name, frames))
+    owners: dict[str, list[int]] = {}
+    for label, names in sorted(folders.items()):
+        for name in names:
+            owners.setdefault(name, []).append(label)
+    clash = next(((f"label ids {labels[:5]}{'...' if len(labels) > 5 else ''} all sit in folder {name!r}")
+                  for name, labels in owners.items() if len(labels) > 1), None)
+    clash = clash or next((f"label {label} spans folders {sorted(names)[:3]}"
+                           for label, names in folders.items() if len(names) > 1), None)
+    if clash:
+        raise ValueError(f"{path}: the parent folders of the paths do not name the classes ({clash}); set "
+                         f"data.class_list to the class-name list the label ids index (one name per line or an "
+                         f"'id,name' CSV)")
     return classes
 
 
@@ -233,6 +277,21 @@ def collate_episode(batch: list[dict]) -> dict:
 
 # ------------------------------------------------------------------------------------------------ real clips
 
+def released_segment_indices(num_frames: int, num_segments: int, train: bool,
+                             rng: np.random.Generator) -> np.ndarray:
+    """0-based frame indices as the released Task-Adapter++ ``dataset.py`` samples them.
+
+    Training clips of more than ``num_segments`` frames: segment s starts at ``s * (N // T)`` and a frame is drawn
+    uniformly among the next ``N // T`` (the last ``N mod T`` frames are never drawn); otherwise (test, short
+    training clips) ``int(tick / 2 + tick * s)`` with ``tick = N / T``.
+    """
+    if train and num_frames > num_segments:
+        step = num_frames // num_segments
+        return np.arange(num_segments) * step + rng.integers(0, step, num_segments)
+    tick = num_frames / float(num_segments)
+    return np.array([int(tick / 2.0 + tick * s) for s in range(num_segments)], dtype=np.int64)
+
+
 class ClipLoader:
     """Loads TSN-sampled, transformed clips of split videos (frame folders or video files)."""
 
@@ -262,7 +321,10 @@ class ClipLoader:
         from mmreason.video import VideoTransform, read_frame_folder, read_frames, segment_indices
 
         rec = self.records[cls][video]
-        idx = segment_indices(self._num_frames(rec), self.cfg.num_frames, train=train, rng=rng)
+        if self.cfg.frame_sampling == "released":
+            idx = released_segment_indices(self._num_frames(rec), self.cfg.num_frames, train, rng)
+        else:
+            idx = segment_indices(self._num_frames(rec), self.cfg.num_frames, train=train, rng=rng)
         if self.cfg.media == "frames":
             frames = read_frame_folder(rec.path, idx, self.cfg.frame_template, self.cfg.frame_start_index)
         else:
@@ -353,6 +415,12 @@ def split_path(cfg: FewShotDataConfig, split: str) -> str:
     return path
 
 
+def read_split(cfg: FewShotDataConfig, path: str | os.PathLike) -> dict[str, list[VideoRecord]]:
+    """:func:`read_split_file` with the config's root, format, media and class list."""
+    return read_split_file(path, cfg.root, cfg.split_format, media=cfg.media, video_ext=cfg.video_ext,
+                           class_list=cfg.class_list)
+
+
 def num_episodes(cfg: FewShotDataConfig, split: str) -> int:
     return {"train": cfg.train_episodes, "val": cfg.val_episodes, "test": cfg.test_episodes}[split]
 
@@ -370,8 +438,7 @@ def build_episode_dataset(cfg: FewShotDataConfig, split: str, num: int | None = 
             return synthetic_video(classes[c], np.random.default_rng(seeds[c][v]), cfg.num_frames, cfg.image_size)
 
         return EpisodeDataset([c.name for c in classes], [len(s) for s in seeds], load, **common)
-    records = read_split_file(split_path(cfg, split), cfg.root, cfg.split_format, media=cfg.media,
-                              video_ext=cfg.video_ext)
+    records = read_split(cfg, split_path(cfg, split))
     if cfg.benchmark:
         expected = STANDARD_SPLITS.get(cfg.benchmark)
         if expected is None:
@@ -382,8 +449,7 @@ def build_episode_dataset(cfg: FewShotDataConfig, split: str, num: int | None = 
                              f"classes, the file gives {len(records)}")
     if split == "train":  # once per run: the other splits' classes must differ from the training classes
         others = {s: p for s in ("val", "test") if (p := getattr(cfg, f"{s}_split")) and Path(p).is_file()}
-        warn_shared_classes({"train": list(records), **{s: list(read_split_file(p, cfg.root, cfg.split_format))
-                                                         for s, p in others.items()}})
+        warn_shared_classes({"train": list(records), **{s: list(read_split(cfg, p)) for s, p in others.items()}})
     names = list(records)
     return EpisodeDataset(names, [len(records[c]) for c in names], ClipLoader(records, cfg), **common)
 

@@ -10,11 +10,13 @@ evaluate on; specs/clip_action_recognition.md §3.4):
   videos of the base classes (``base``) and on the novel classes (``novel``); report both and their harmonic
   mean ``HM = 2 B N / (B + N)``.
 
-Split files (Open-VCLIP ``zs_label_db`` layout): a video list per split, one ``<path><sep><label id>`` line per
-video (``sep`` is ``,`` in the released lists, whitespace also accepted), and a class-name file mapping label ids
-to class names. Class-name files may be JSON (``{"0": "abseiling", ...}`` index->class, ``{"abseiling": 0}``
-class->index, or a list), a text file with one class per line, or STDD's ``classes_label_<ds>.yml``
-(``classes:`` list). Relative video paths are joined to ``data.root``.
+Split files (the released Open-VCLIP / STDD ``label_db`` and ``zs_label_db`` layouts): a video list per split, one
+``<path><sep><label id>`` line per video (``sep`` is ``,`` in the released lists, whitespace also accepted), and a
+class-name file mapping label ids to class names. Class-name files may be JSON (``k400-index2cls.json``,
+``raw_train_idx2cls.json``, ``k600-openset-index2cls.json``: ``{"0": "abseiling", ...}`` index->class;
+``{"abseiling": 0}`` class->index; or a list), an ``id,name`` CSV (``train_idx2cls.csv``: ``0,getting a
+tattoo`` lines, an ``id,name`` header allowed), a text file with one class per line, or STDD's
+``classes_label_<ds>.yml`` (``classes:`` list). Relative video paths are joined to ``data.root``.
 
 Classes become a fixed classifier: class names -> prompt features (the method's text side) -> cosine scores.
 
@@ -99,7 +101,7 @@ class ZeroShotSplit:
 # ------------------------------------------------------------------------------------------------ readers
 
 def read_class_names(path: str | os.PathLike) -> list[str]:
-    """Class names in label-id order from a JSON / text / ``classes_label_<ds>.yml`` file."""
+    """Class names in label-id order from a JSON / ``id,name`` CSV / text / ``classes_label_<ds>.yml`` file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: class-name file not found")
@@ -120,13 +122,39 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
         keys_are_ids = all(str(k).lstrip("-").isdigit() for k in data)
         mapping = ({int(k): str(v) for k, v in data.items()} if keys_are_ids
                    else {int(v): str(k) for k, v in data.items()})
-        if sorted(mapping) != list(range(len(mapping))):
-            raise ValueError(f"{path}: label ids must be 0..{len(mapping) - 1}, got {sorted(mapping)[:5]}...")
-        return [mapping[i] for i in range(len(mapping))]
+        return _in_id_order(mapping, path)
+    if path.suffix == ".csv":
+        return _in_id_order(_read_id_name_csv(text, path), path)
     names = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if not names:
         raise ValueError(f"{path}: class-name file is empty")
     return names
+
+
+def _read_id_name_csv(text: str, path: Path) -> dict[int, str]:
+    """``{id: name}`` of an ``id,name`` CSV (the released ``train_idx2cls.csv``; a first line whose id is not a
+    number is a header). Names keep any further commas."""
+    mapping: dict[int, str] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        idx, sep, name = line.partition(",")
+        if not idx.strip().lstrip("-").isdigit() or not sep or not name.strip():
+            if lineno == 1 and sep:
+                continue  # header, e.g. "id,name"
+            raise ValueError(f"{path}:{lineno}: expected '<id>,<class name>', got {line!r}")
+        if int(idx) in mapping:
+            raise ValueError(f"{path}:{lineno}: label id {int(idx)} appears twice")
+        mapping[int(idx)] = name.strip()
+    return mapping
+
+
+def _in_id_order(mapping: dict[int, str], path: Path) -> list[str]:
+    if not mapping:
+        raise ValueError(f"{path}: class-name file is empty")
+    if sorted(mapping) != list(range(len(mapping))):
+        raise ValueError(f"{path}: label ids must be 0..{len(mapping) - 1}, got {sorted(mapping)[:5]}...")
+    return [mapping[i] for i in range(len(mapping))]
 
 
 def read_video_list(path: str | os.PathLike, root: str | os.PathLike = "", separator: str = ",",

@@ -86,6 +86,32 @@ def test_separate_scope_keeps_support_independent_of_queries(model):
     assert not torch.allclose(j_a, j_b, atol=1e-4)  # joint scope: support attends to the queries
 
 
+def test_released_multi_gpu_scope_limits_task_attention_to_contiguous_chunks(model):
+    """task_attention_chunks=3 on 5 support videos = the released nn.DataParallel over 3 GPUs: torch.chunk groups
+    [0, 1], [2, 3], [4]; a video's features depend only on the videos of its own group."""
+    vision = copy.deepcopy(model.visual)
+    randomise_adapters(vision, seed=5)
+    support, query = videos(5, 10), videos(5, 11)
+    changed = support.clone()
+    changed[3] = videos(1, 12)[0]
+    base, _ = episode_features(vision, support, query, "separate", chunks=3)
+    out, _ = episode_features(vision, changed, query, "separate", chunks=3)
+    torch.testing.assert_close(out[[0, 1, 4]], base[[0, 1, 4]], rtol=0, atol=0)  # other groups: bit-identical
+    assert not torch.allclose(out[2], base[2], atol=1e-4)  # video 2 shares its group with video 3
+    torch.testing.assert_close(base[2:4], vision(support[2:4]))  # each group is one backbone call of its own
+    torch.testing.assert_close(base[4:], vision(support[4:]))
+    # the paper scope (one call): every support video attends to video 3
+    full, _ = episode_features(vision, support, query, "separate")
+    full_changed, _ = episode_features(vision, changed, query, "separate")
+    assert not torch.allclose(full_changed[0], full[0], atol=1e-4)
+    assert not torch.allclose(base[0], full[0], atol=1e-4)  # and the two scopes give different features
+
+
+def test_chunk_count_must_be_positive():
+    with pytest.raises(ValueError, match="task_attention_chunks=0 must be >= 1"):
+        METHOD.build_model(tiny_cfg("model.task_attention_chunks=0"))
+
+
 def test_prototype_cosine_matches_hand_computation():
     torch.manual_seed(0)
     support, query = torch.randn(6, 4, 8), torch.randn(3, 4, 8)

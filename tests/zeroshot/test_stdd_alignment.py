@@ -30,8 +30,20 @@ def test_frame_prompt_logits_batch_matches_loop():
             s = 2.0 * fn[b] @ gn[k].t()  # [T, P]
             ref = 0.5 * (s.max(1).values.mean() + s.max(0).values.mean())
             assert got[b, k].item() == pytest.approx(ref.item(), rel=1e-5)
-    pooled = mean_pool_logits(f, g, 1.0)
-    assert pooled.shape == (3, 5) and pooled.abs().max() <= 1.0 + 1e-6
+
+
+def test_mean_pool_averages_per_frame_logits_as_released():
+    """The released 2-D classifier: s * mean_t(normalize(f_t) @ C^T), the frame mean NOT re-normalised."""
+    e = torch.eye(3)
+    frames = torch.stack([3.0 * e[0], 0.5 * e[1]])[None]  # [1, T=2, 3]; per-frame norms differ on purpose
+    prompts = torch.stack([torch.stack([e[0], e[0]]),  # class 0: both prompts e0
+                           torch.stack([e[0], e[1]])])  # class 1: mean of e0, e1 -> (e0 + e1) / sqrt(2)
+    # frame t0 = e0, t1 = e1 after normalisation; C0 = e0, C1 = (e0 + e1) / sqrt(2)
+    # class 0: (1 + 0) / 2 = 0.5 ; class 1: (1/sqrt2 + 1/sqrt2) / 2 = 1/sqrt2   (x scale 10)
+    got = mean_pool_logits(frames, prompts, 10.0)
+    torch.testing.assert_close(got, torch.tensor([[5.0, 10.0 / math.sqrt(2)]]))
+    # the old classifier re-normalised the frame mean ((e0 + e1) / sqrt2): [7.07, 10.0] - different logits
+    assert not torch.allclose(got, torch.tensor([[10.0 / math.sqrt(2), 10.0]]), atol=1e-3)
 
 
 def test_residual_projector_starts_as_identity():
@@ -39,6 +51,70 @@ def test_residual_projector_starts_as_identity():
     proj = ResidualProjector(16, 0.1)
     x = torch.randn(4, 16)
     assert torch.equal(proj(x), x) and proj.fc1.bias is None and proj.fc2.weight.abs().sum() == 0
+    # a seed makes the initial projector reproducible without touching the global RNG
+    state = torch.random.get_rng_state()
+    a, b = ResidualProjector(16, 0.1, seed=5), ResidualProjector(16, 0.1, seed=5)
+    assert torch.equal(a.fc1.weight, b.fc1.weight) and torch.equal(torch.random.get_rng_state(), state)
+
+
+def _distill_model(tiny_experiment, mode: str):
+    method, cfg = tiny_experiment("stdd", model={"distill_mode": mode})
+    model = method.build_model(cfg).eval()  # eval: deterministic masks, so the hand computation can re-run them
+    with torch.no_grad():
+        torch.manual_seed(1)
+        model.projector.fc2.weight.normal_(0.0, 0.5)  # a non-trivial projector (it starts as the identity)
+    frames = torch.randn(2, cfg.data.num_frames, 3, cfg.data.image_size, cfg.data.image_size)
+    return model, frames
+
+
+@pytest.mark.parametrize("mode", ["paper", "released"])
+def test_distillation_term_value_and_gradient(mode, tiny_experiment):
+    model, frames = _distill_model(tiny_experiment, mode)
+    feats = model.vision(frames)  # [B, T, E], with the graph to the vision tower
+    term = model.distillation(frames, feats)
+    # hand computation: the projector sees the L2-normalised frame feature, target = frozen CLIP's frame feature
+    with torch.no_grad():
+        f = feats / feats.norm(dim=-1, keepdim=True)
+        w1, w2 = model.projector.fc1.weight, model.projector.fc2.weight
+        student = f + 0.1 * torch.nn.functional.gelu(f @ w1.T) @ w2.T
+        target = model.raw_vision(frames)
+        cos = (student * target).sum(-1) / (student.norm(dim=-1) * target.norm(dim=-1))
+        expected = 1.0 - cos.mean()
+        # the old code fed the raw (unnormalised) feature to the projector: a different value
+        raw_student = feats + 0.1 * torch.nn.functional.gelu(feats @ w1.T) @ w2.T
+        old = 1.0 - torch.nn.functional.cosine_similarity(raw_student, target, dim=-1).mean()
+    assert term.item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+    assert abs(old.item() - expected.item()) > 1e-3
+    wrt = [model.projector.fc1.weight, model.projector.fc2.weight, model.vision.tower.conv1.weight]
+    if mode == "paper":  # the term trains the projector and the vision tower
+        grads = torch.autograd.grad(term, wrt)
+        assert all(g.abs().sum() > 0 for g in grads)
+        assert model.projector.fc1.weight.requires_grad
+    else:  # released: computed under no_grad, so no gradient anywhere and the projector is not trained
+        assert not term.requires_grad
+        assert not any(p.requires_grad for p in model.projector.parameters())
+        out = model.loss({"frames": frames, "labels": torch.tensor([0, 1])})
+        ce = torch.nn.functional.cross_entropy(model.align(model.vision(frames), model.train_prompts),
+                                               torch.tensor([0, 1]))
+        w = model.vision.tower.conv1.weight
+        torch.testing.assert_close(torch.autograd.grad(out["loss"], w)[0], torch.autograd.grad(ce, w)[0])
+        assert out["distill"].item() == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+
+
+def test_logit_scale_is_learned_as_released_or_fixed(tiny_experiment):
+    method, cfg = tiny_experiment("stdd")
+    model = method.build_model(cfg).eval()
+    assert model.logit_scale.requires_grad and model.scale.item() == pytest.approx(cfg.model.logit_scale)
+    frames = torch.randn(2, cfg.data.num_frames, 3, cfg.data.image_size, cfg.data.image_size)
+    logits = model(frames)
+    with torch.no_grad():
+        model.logit_scale.add_(math.log(2.0))  # doubling the scale doubles every logit
+    torch.testing.assert_close(model(frames), 2 * logits)
+    from mmreason.engine.checkpoint import trainable_state_dict
+
+    assert "logit_scale" in trainable_state_dict(model)
+    fixed = method.build_model(tiny_experiment("stdd", model={"learn_logit_scale": False})[1])
+    assert not fixed.logit_scale.requires_grad and "logit_scale" not in trainable_state_dict(fixed)
 
 
 def test_graph_prompt_features_are_templates_times_continuations(tiny64):
@@ -54,9 +130,13 @@ def test_graph_prompt_features_are_templates_times_continuations(tiny64):
     assert feats.shape == (2, 2 * 4, 32)  # K=2, P = 2 templates x (1 + 3 continuations), padded by cycling
     direct = tiny64.text(tiny64.tokenize(["a person brush hair, where a hand holds a hairbrush."])).detach()
     torch.testing.assert_close(feats[0, 5], torch.nn.functional.normalize(direct[0], dim=-1), rtol=1e-4, atol=1e-5)
-    # cartwheel has 2 x 2 = 4 prompts, cycled to 8
-    torch.testing.assert_close(feats[1, 4:], feats[1, :4])
-    with pytest.raises(ValueError, match="no action-graph record"):
+    # cartwheel has 2 prompts per template; as in the released text2feature each template's block is cycled to
+    # the longest block (4): [t1 c, t1 cx, t1 c, t1 cx | t2 c, t2 cx, t2 c, t2 cx]
+    torch.testing.assert_close(feats[1, 2:4], feats[1, 0:2])
+    torch.testing.assert_close(feats[1, 6:8], feats[1, 4:6])
+    second = tiny64.text(tiny64.tokenize(["a person cartwheel."])).detach()
+    torch.testing.assert_close(feats[1, 4], torch.nn.functional.normalize(second[0], dim=-1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="lacks 1 of the 1 classes: 'fencing'"):
         class_prompt_features(cache.encode, ["fencing"], prompt_type="graph", templates=templates, num_templates=2,
                               graph_records=records)
 

@@ -12,7 +12,7 @@ def test_stdd_trains_and_recognises_unseen_classes(tmp_path, tiny_experiment):
     method, cfg = tiny_experiment("stdd", train={"output_dir": str(tmp_path / "run")})
     torch.manual_seed(0)
     model = method.build_model(cfg)
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 1 + \
         sum(p.numel() for p in model.vision.parameters()) + sum(p.numel() for p in model.projector.parameters())
     before = method.evaluate(model, cfg, "test")
     result = Trainer(model, cfg.train, method.build_dataset(cfg, "train"), collate_fn=method.collate_fn,

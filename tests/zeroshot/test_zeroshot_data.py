@@ -22,6 +22,21 @@ def test_class_name_files(tmp_path):
         read_class_names(tmp_path / "missing.json")
 
 
+def test_id_name_csv_class_files(tmp_path):
+    """The released B2N ``train_idx2cls.csv``: ``id,name`` lines (a header allowed), any id order, commas kept."""
+    (tmp_path / "train_idx2cls.csv").write_text("1,petting animal (not cat)\n0,getting a tattoo\n2,a, b\n")
+    assert read_class_names(tmp_path / "train_idx2cls.csv") == ["getting a tattoo", "petting animal (not cat)",
+                                                                 "a, b"]
+    (tmp_path / "header.csv").write_text("id,name\n0,abseiling\n1,archery\n")
+    assert read_class_names(tmp_path / "header.csv") == ["abseiling", "archery"]
+    (tmp_path / "bad.csv").write_text("0,abseiling\narchery\n")
+    with pytest.raises(ValueError, match=r"bad.csv:2: expected '<id>,<class name>'"):
+        read_class_names(tmp_path / "bad.csv")
+    (tmp_path / "twice.csv").write_text("0,abseiling\n0,archery\n")
+    with pytest.raises(ValueError, match="label id 0 appears twice"):
+        read_class_names(tmp_path / "twice.csv")
+
+
 def test_video_lists(tmp_path):
     (tmp_path / "test.csv").write_text("v_Archery_g01_c01.avi,1\n/abs/x.avi,0\n")
     assert read_video_list(tmp_path / "test.csv", "/data/ucf") == [("/data/ucf/v_Archery_g01_c01.avi", 1),

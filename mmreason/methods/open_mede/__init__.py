@@ -20,10 +20,10 @@ def build_dataset(cfg: OpenMeDeExperiment, split: str):
     return ZeroShotVideoDataset(load_splits(cfg.data, split)[0], cfg.data, train=split == "train")
 
 
-def evaluate(model, cfg: OpenMeDeExperiment, split: str = "test", accelerator=None) -> dict:
+def evaluate(model, cfg: OpenMeDeExperiment, split: str = "test", accelerator=None, report: dict | None = None) -> dict:
     from mmreason.methods.stdd.model import evaluate_zero_shot
 
-    return evaluate_zero_shot(model, cfg, split, accelerator)
+    return evaluate_zero_shot(model, cfg, split, accelerator, report)
 
 
 def self_ensemble(cfg: OpenMeDeExperiment, run_dir, out_dir=None):
@@ -42,4 +42,5 @@ def collate_fn(batch):
 
 METHOD = MethodSpec(name="open_mede", config_cls=OpenMeDeExperiment, build_model=build_model,
                     build_dataset=build_dataset, evaluate=evaluate, collate_fn=collate_fn, post_train=self_ensemble,
-                    summary="Open-MeDe: open-vocabulary action recognition, cross-batch meta-optimisation (reconstructed)")
+                    summary="Open-MeDe: open-vocabulary action recognition, cross-batch meta-optimisation (reconstructed)",
+                    headline_metrics=("hm", "top1_mean"))

@@ -19,10 +19,10 @@ def build_dataset(cfg: STDDExperiment, split: str):
     return ZeroShotVideoDataset(splits[0], cfg.data, train=split == "train")
 
 
-def evaluate(model, cfg: STDDExperiment, split: str = "test", accelerator=None) -> dict:
+def evaluate(model, cfg: STDDExperiment, split: str = "test", accelerator=None, report: dict | None = None) -> dict:
     from mmreason.methods.stdd.model import evaluate_zero_shot
 
-    return evaluate_zero_shot(model, cfg, split, accelerator)
+    return evaluate_zero_shot(model, cfg, split, accelerator, report)
 
 
 def average_run(cfg: STDDExperiment, run_dir, out_dir=None):
@@ -38,6 +38,15 @@ def collate_fn(batch):
     return collate_clips(batch)
 
 
+def convert_released(state: dict, cfg: STDDExperiment) -> dict:
+    """A released STDD checkpoint's state -> this method's model state (see :mod:`mmreason.methods.stdd.released`)."""
+    from mmreason.methods.stdd.released import convert_released as _convert
+
+    return _convert(state, cfg)
+
+
 METHOD = MethodSpec(name="stdd", config_cls=STDDExperiment, build_model=build_model, build_dataset=build_dataset,
                     evaluate=evaluate, collate_fn=collate_fn, post_train=average_run,
-                    summary="STDD: zero-shot action recognition, space-time cross attention + knowledge-graph prompts")
+                    convert_released=convert_released,
+                    summary="STDD: zero-shot action recognition, space-time cross attention + knowledge-graph prompts",
+                    headline_metrics=("hm", "top1_mean"))

@@ -3,10 +3,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mmreason.assets.action_graph import DEFAULT_TEMPLATES
 from mmreason.config import option
 from mmreason.data.zeroshot import ZeroShotDataConfig
 from mmreason.engine.config import TrainConfig
+
+# The action templates of the released label_db/classes_label_k400.yml (identical in classes_label_ucf101.yml);
+# the released text features use the first 8 (text2feature num_templates=8).
+STDD_TEMPLATES = (
+    "a human action of {}.", "a video of action {}.", "Playing action of {}.", "Doing a kind of action {}.",
+    "Look, the person is {}.", "The man is {}.", "The woman is {}.", "a video of a person {}.",
+    "Can you recognize the action of {}?", "This video is related to {}.", "a photo of action {}.",
+    "a picture of action {}.",
+)
+# The 28 templates of Open-VCLIP's text_prompt (the released STDD code's classifier without text augmentation);
+# the released label_db/classes_label_hmdb51.yml lists the same 28 as its templates.
+OPEN_VCLIP_TEMPLATES = tuple(
+    f"a {kind} of {who}{{}}." for kind in ("photo", "video", "example", "demonstration")
+    for who in ("", "a person ", "a person using ", "a person doing ", "a person during ", "a person performing ",
+                "a person practicing "))
 
 
 @dataclass
@@ -34,9 +48,11 @@ class STDDConfig:
     prompt_type: str = option("graph", help="graph: templates x (class + each ASKG continuation), [K, 8P, E] "
                               "(released cls_prompt_type xmix); templates: templates x class name only",
                               choices=("graph", "templates"))
-    templates: list[str] = option(default_factory=lambda: list(DEFAULT_TEMPLATES), help="action templates with {} "
-                                  "(ours; import the official ones with read_stdd_label_file)")
-    num_templates: int = option(8, help="templates used (released num_templates=8)")
+    templates: list[str] = option(default_factory=lambda: list(STDD_TEMPLATES), help="action templates with {} of "
+                                  "the training classes (default: the released classes_label_k400.yml's)")
+    test_templates: list[str] = option(default_factory=list, help="templates of the test classes; empty = templates "
+                                       "(the released HMDB51 features use classes_label_hmdb51.yml's)")
+    num_templates: int = option(8, help="templates used, the first of the list (released num_templates=8)")
     askg_file: str = option("", help="official STDD classes_ASKG_<ds>.yml of the training classes (instead of the "
                             "curated asset named by data.graph_dataset)")
     xprompt_file: str = option("", help="official STDD classes_xprompt_<ds>.yml matching askg_file")
@@ -45,11 +61,21 @@ class STDDConfig:
     alignment: str = option("frame_prompt", help="frame_prompt: 1/2 [mean_t max_p + mean_p max_t] (STDD); "
                             "mean_pool: cosine of the frame-mean feature and the prompt-mean feature (Open-VCLIP)",
                             choices=("frame_prompt", "mean_pool"))
-    logit_scale: float = option(0.0, help="scale on cosine similarities; 0 = the CLIP model's exp(logit_scale) "
-                                "(100 for OpenAI CLIP)")
+    logit_scale: float = option(0.0, help="initial scale on cosine similarities; 0 = the CLIP model's "
+                                "exp(logit_scale) (100 for OpenAI CLIP)")
+    learn_logit_scale: bool = option(True, help="train the log logit scale with the vision tower (released: CLIP's "
+                                     "logit_scale parameter is in the optimiser); false = fixed")
     distill_weight: float = option(2.0, help="weight of the frozen-CLIP feature distillation (released "
                                    "DISTILLATION_RATIO); 0 = off")
-    projector_alpha: float = option(0.1, help="residual projector f + alpha * MLP(f) before distillation")
+    distill_mode: str = option("paper", help="paper: the distillation term trains the vision tower and the "
+                               "projector (the paper's FROSTER-style regulariser); released: the released code "
+                               "computes projector and student feature under no_grad, so the term is logged but "
+                               "has no gradient and the projector never changes (reproduces the published numbers)",
+                               choices=("paper", "released"))
+    projector_alpha: float = option(0.1, help="residual projector f + alpha * MLP(f) on the L2-normalised frame "
+                                    "feature before distillation")
+    view_fusion: str = option("logits", help="test views combined by averaging logits (released: PySlowFast sums "
+                              "the views' predictions) or softmax probabilities", choices=("logits", "softmax"))
     eval_batch_size: int = option(8, help="videos per evaluation batch")
 
 
@@ -69,12 +95,13 @@ class AveragingConfig:
 
 
 def paper_train() -> TrainConfig:
-    """Released K400 schedule: AdamW wd 0.01, grad clip 1.0, lr 3.33e-6 with 2 warm-up epochs from 3.33e-8 and
-    cosine decay to 3.33e-8, 22 epochs, 32 videos per step (8 per process on 4 GPUs). Warm-up is in steps here:
-    15,000 = 2 epochs of ~240k Kinetics-400 training videos at a global batch of 32 — adjust for other sizes."""
-    return TrainConfig(optimizer="adamw", lr=3.33e-6, weight_decay=0.01, grad_clip=1.0, epochs=22, batch_size=8,
-                       warmup_steps=15000, warmup_start_factor=0.01, lr_schedule="cosine", min_lr_ratio=0.01,
-                       log_every=50)
+    """Released K400 schedule: AdamW wd 0.01 (not on 1-D parameters: ZERO_WD_1D_PARAM), grad clip 1.0, lr 3.33e-6 with 2 warm-up epochs from 3.33e-8 and
+    cosine decay to 3.33e-8, 22 epochs, 32 videos per optimizer step (8 per process on 4 GPUs). The batch is
+    global (fewer processes accumulate gradients) and the warm-up is in epochs, so 1 and 4 GPUs train the same
+    schedule."""
+    return TrainConfig(optimizer="adamw", lr=3.33e-6, weight_decay=0.01, decay_1d_params=False, grad_clip=1.0, epochs=22, batch_size=8,
+                       global_batch_size=32, warmup_epochs=2.0, warmup_start_factor=0.01, lr_schedule="cosine",
+                       min_lr_ratio=0.01, log_every=50)
 
 
 @dataclass

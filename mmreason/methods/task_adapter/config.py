@@ -29,6 +29,10 @@ class TaskAdapterConfig:
     task_attention_scope: str = option("separate", help="separate: support and query pass the backbone in two "
                                        "calls (released code); joint: one call over the whole episode "
                                        "[reconstruction choice]", choices=("separate", "joint"))
+    task_attention_chunks: int = option(1, help="task attention only among the videos of each of this many "
+                                        "contiguous chunks of a support/query call (torch.chunk); the released "
+                                        "protocol wraps the backbone in nn.DataParallel over config.yaml's "
+                                        "num_gpus (3), which does exactly this; 1 = paper (all videos of a call)")
     logit_scale: float = option(64.0, help="temperature on cosine scores in the cross-entropy [reconstruction: "
                                 "Task-Adapter's loss code is unreleased; 64 is Task-Adapter++'s]")
     lora_rank: int = option(8, help="LoRA rank (adapter=lora)")

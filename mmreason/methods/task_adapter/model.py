@@ -21,6 +21,8 @@ query videos pass through the backbone in two calls, as the released code does, 
 with support and query with query; ``joint`` = one call over all videos of the episode); ``logit_scale`` (the
 temperature of the cross-entropy over cosine scores: 64, Task-Adapter++'s value, since Task-Adapter's own loss
 code is not released); ``adapter: lora`` (PEFT LoRA instead of task adapters, an alternative, not the paper's).
+Released protocol: ``task_attention_chunks`` = the released ``nn.DataParallel`` over ``num_gpus`` GPUs, which
+limits task attention to contiguous chunks of each call (:func:`chunked_call`); 1 (default) = all videos.
 """
 from __future__ import annotations
 
@@ -104,17 +106,30 @@ class TaskAdapterVision(nn.Module):
         return self.tower.head(x).view(b, t, -1)
 
 
-def episode_features(vision: nn.Module, support: torch.Tensor, query: torch.Tensor,
-                     scope: str) -> tuple[torch.Tensor, torch.Tensor]:
+def chunked_call(vision: nn.Module, videos: torch.Tensor, chunks: int) -> torch.Tensor:
+    """``vision(videos)`` with task attention restricted to each of ``chunks`` contiguous groups of videos.
+
+    Emulates the released code's ``nn.DataParallel`` over ``num_gpus`` GPUs: DataParallel scatters a call's
+    batch with ``torch.chunk`` (groups of ``ceil(B / chunks)`` videos, possibly fewer groups than GPUs) and each
+    replica's task attention sees only its own group. ``chunks <= 1``: one call, attention over all videos.
+    """
+    if chunks <= 1:
+        return vision(videos)
+    return torch.cat([vision(group) for group in videos.chunk(chunks)])  # [B, T, E]
+
+
+def episode_features(vision: nn.Module, support: torch.Tensor, query: torch.Tensor, scope: str,
+                     chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-frame features of an episode's support ``[NK, T, ...]`` and query ``[NQ, T, ...]`` videos.
 
     ``separate``: two backbone calls (task attention within support, within query; the released code);
-    ``joint``: one call, task attention over all NK + NQ videos.
+    ``joint``: one call, task attention over all NK + NQ videos. ``chunks`` > 1 further splits each call into
+    contiguous groups (:func:`chunked_call`, the released multi-GPU scope).
     """
     if scope == "separate":
-        return vision(support), vision(query)
+        return chunked_call(vision, support, chunks), chunked_call(vision, query, chunks)
     if scope == "joint":
-        feats = vision(torch.cat([support, query]))
+        feats = chunked_call(vision, torch.cat([support, query]), chunks)
         return feats[: support.shape[0]], feats[support.shape[0]:]
     raise ValueError(f"unknown task_attention_scope {scope!r}; choose 'separate' or 'joint'")
 
@@ -155,13 +170,13 @@ class TaskAdapterModel(nn.Module):
         super().__init__()
         m = cfg.model
         _, self.visual, _ = build_towers_and_vision(m)
-        self.scope = m.task_attention_scope
+        self.scope, self.chunks = m.task_attention_scope, m.task_attention_chunks
         self.logit_scale = m.logit_scale
         self.n_way = cfg.data.n_way
 
     def forward(self, episode: dict) -> torch.Tensor:
         """Episode dict (``support`` ``[NK, T, 3, H, W]``, ``support_labels``, ``query``) -> logits ``[NQ, N]``."""
-        s, q = episode_features(self.visual, episode["support"], episode["query"], self.scope)
+        s, q = episode_features(self.visual, episode["support"], episode["query"], self.scope, self.chunks)
         return self.logit_scale * prototype_cosine(s, episode["support_labels"], q, self.n_way)
 
     def loss(self, episode: dict) -> dict[str, torch.Tensor]:
@@ -175,11 +190,14 @@ def _to_device(episode: dict, device: torch.device) -> dict:
 
 
 @torch.no_grad()
-def evaluate_episodes(model: nn.Module, dataset: Any, accelerator: Any = None) -> dict[str, float]:
+def evaluate_episodes(model: nn.Module, dataset: Any, accelerator: Any = None,
+                      report: dict | None = None) -> dict[str, float]:
     """Accuracy (%) over the dataset's episodes: mean and 95% confidence half-width (1.96 std / sqrt(n)).
 
     With an accelerator the episodes are sharded across processes and the per-episode accuracies gathered
-    (padding duplicates dropped), so every process returns the same numbers.
+    (padding duplicates dropped), so every process returns the same numbers. ``report`` (``mmreason eval
+    --output``) receives each class's query accuracy over all episodes (``per_class``) and each episode's classes,
+    query labels and predictions (``predictions``).
     """
     from mmreason.data.fewshot import collate_episode
     from mmreason.engine import gather_for_eval, prepare_eval_loader
@@ -189,11 +207,23 @@ def evaluate_episodes(model: nn.Module, dataset: Any, accelerator: Any = None) -
     was_training = model.training
     model.eval()
     loader = prepare_eval_loader(dataset, 1, accelerator=accelerator, collate_fn=collate_episode)
-    accs = []
+    accs, records = [], []
     for episode in loader:
         episode = _to_device(episode, device)
-        acc = episode_accuracy(model(episode), episode["query_labels"]).reshape(1)
-        accs.append(gather_for_eval(accelerator, acc))
+        logits = model(episode)  # [N*Q, N]
+        accs.append(gather_for_eval(accelerator, episode_accuracy(logits, episode["query_labels"]).reshape(1)))
+        if report is not None:  # python records: accelerate gathers objects and drops padding duplicates too
+            records += gather_for_eval(accelerator, [{"classes": list(episode["class_names"]),
+                                                      "labels": episode["query_labels"].tolist(),
+                                                      "predicted": logits.argmax(-1).tolist()}])
     model.train(was_training)
+    if report is not None:
+        hits: dict[str, list[int]] = {}
+        for r in records:
+            for label, pred in zip(r["labels"], r["predicted"]):
+                hits.setdefault(r["classes"][label], []).append(int(label == pred))
+        report["per_class"] = {c: {"accuracy": 100.0 * sum(h) / len(h), "queries": len(h)}
+                               for c, h in sorted(hits.items())}
+        report["predictions"] = records
     mean, ci = mean_and_ci95(torch.cat(accs).cpu().numpy() * 100.0)
     return {"accuracy": mean, "ci95": ci, "episodes": float(sum(len(a) for a in accs))}

@@ -19,10 +19,15 @@ class TaskAdapterPPConfig(TaskAdapterConfig):
     num_stages: int = option(3, help="sub-actions (stages) per class S; the released corpus has 3")
     prompt_template: str = option("A video of action about {class_name}: {subaction}",
                                   help="text prompt per sub-action (released code's template)")
-    transition_norm: bool = option(False, help="parameter-free LayerNorm before the frame-to-next-frame attention "
-                                   "(released: only for SSv2-Full)")
-    subactions_path: str = option("", help="sub-action file: knowledge/<dataset>/subactions.jsonl or the official "
-                                  "corpus classes_<dataset>.yml; empty with synthetic data = generated stage texts")
+    transition_norm: bool = option(False, help="trainable LayerNorm(E) on the output of the frame-to-next-frame "
+                                   "attention, before the residual next frame is added (released: only for "
+                                   "SSv2-Full, the OTAM split)")
+    sem_orientation: str = option("paper", help="paper: logits = vis[q, c] * sem[q, c]; released: the released "
+                                  "run.py's vis[q, c] * sem[c, q] (no transpose; needs data.n_query=1)",
+                                  choices=("paper", "released"))
+    subactions_path: str = option("", help="sub-action file (a curated subactions.jsonl or the official corpus "
+                                  "classes_<dataset>.yml); empty = <knowledge root>/<benchmark family>/subactions.jsonl "
+                                  "(ssv2_full -> ssv2), or generated stage texts with synthetic data")
 
 
 @dataclass

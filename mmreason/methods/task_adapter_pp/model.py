@@ -13,20 +13,25 @@ Implemented (paper abstract; details from the authors' released code: ``module_a
      (bottleneck ``W -> W/4 -> W``, 512 -> 128 -> 512, GELU, ``fc2`` zero-initialised, no inner skip);
   3. ``x += mlp(ln_2 x)`` (frozen);
   EOT token -> ln_final -> text_projection gives sub-action features ``[N, S, E]``;
-* prompts ``"A video of action about {class}: {sub-action}"``;
+* prompts ``"A video of action about {class}: {sub-action}"``, the class named as the sub-action file names it;
 * fine-grained alignment: query frame features ``q_t``; transition features over ``t = 0..T-2``
-  ``a_t = softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1} + q_{t+1}`` where the attention runs **across the episode's
-  query videos** (the released code's batch axis); sub-action stage ``i`` is matched to an overlapping window
-  of transitions (released: T=8, S=3 -> windows [0-2], [2-4], [4-6]); ``sem = mean_i mean_{j in window i}
-  cos(a_j, e_{i,c})``;
+  ``a_t = LN(softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1}) + q_{t+1}`` where the attention runs **across the
+  episode's query videos** (the released code's batch axis) and ``LN`` is a trainable ``nn.LayerNorm(E)`` for
+  SSv2-Full (``transition_norm``; the identity elsewhere, as released); sub-action stage ``i`` is matched to an
+  overlapping window of transitions (released: T=8, S=3 -> windows [0-2], [2-4], [4-6]); ``sem = mean_i
+  mean_{j in window i} cos(a_j, e_{i,c})``;
 * ``vis = cos(mean_t q, mean_{shots,t} s_c)``; logits ``= vis * sem * 64``; cross-entropy.
+
+Released-code switches (``paper`` = the method as described, the default; ``released`` = what ``run.py`` computes,
+which produced the published numbers): ``sem_orientation`` (:func:`combine_scores`: the released code multiplies
+``vis`` [query x class] with ``sem`` [class x query] without a transpose), ``task_attention_chunks`` (the released
+``nn.DataParallel`` over ``num_gpus`` splits each support/query call, :func:`~mmreason.methods.task_adapter.model.
+chunked_call`), ``data.frame_sampling``. Released checkpoints convert with :mod:`.released`.
 
 Generalisations and reconstructions (config fields): windows for any ``T`` and ``S`` (:func:`stage_windows`:
 ``S`` equal windows of ``ceil((T-2)/S) + 1`` transitions, evenly placed, consecutive windows sharing their
-border — exactly the released windows at T=8, S=3); ``transition_norm`` (a parameter-free LayerNorm on the
-frame features before the transition attention; the released code has a LayerNorm there only for SSv2-Full,
-whose parameters are not trained since only ``adapter`` parameters are); the text tower runs in fp32 (the
-released code casts it to fp16 on GPU).
+border — exactly the released windows at T=8, S=3); the text tower and the cosine scores run in fp32 (the
+released code casts them to fp16 on GPU).
 """
 from __future__ import annotations
 
@@ -98,53 +103,109 @@ def stage_windows(num_transitions: int, num_stages: int) -> list[list[int]]:
     return [list(range(s, s + width)) for s in starts]
 
 
-def transition_features(query_feats: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-    """``a_t = softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1} + q_{t+1}`` for t = 0..T-2, attention across the query
-    videos at each frame pair (the released code's batch axis). ``[NQ, T, E]`` -> ``[NQ, T-1, E]``."""
-    q = F.layer_norm(query_feats, query_feats.shape[-1:]) if normalize else query_feats
-    cur, nxt = q[:, :-1], q[:, 1:]  # [NQ, T-1, E]
-    scores = torch.einsum("itd,jtd->tij", cur, nxt) / math.sqrt(q.shape[-1])  # [T-1, NQ, NQ]
-    return torch.einsum("tij,jtd->itd", scores.softmax(dim=-1), nxt) + nxt
+def transition_features(query_feats: torch.Tensor, norm: nn.Module | None = None) -> torch.Tensor:
+    """``a_t = norm(softmax(q_t q_{t+1}^T / sqrt(E)) q_{t+1}) + q_{t+1}`` for t = 0..T-2, the attention running
+    across the query videos at each frame pair (the released code's batch axis). ``norm`` is the released
+    SSv2-Full ``nn.LayerNorm(E)`` on the attention output (``None``: identity); the residual is the raw next
+    frame. ``[NQ, T, E]`` -> ``[NQ, T-1, E]``."""
+    cur, nxt = query_feats[:, :-1], query_feats[:, 1:]  # [NQ, T-1, E]
+    scores = torch.einsum("itd,jtd->tij", cur, nxt) / math.sqrt(query_feats.shape[-1])  # [T-1, NQ, NQ]
+    attended = torch.einsum("tij,jtd->itd", scores.softmax(dim=-1), nxt)  # [NQ, T-1, E]
+    return (norm(attended) if norm is not None else attended) + nxt
 
 
-def stage_alignment(query_feats: torch.Tensor, subaction_feats: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+def stage_alignment(query_feats: torch.Tensor, subaction_feats: torch.Tensor,
+                    norm: nn.Module | None = None) -> torch.Tensor:
     """Semantic score ``[NQ, N]``: mean over stages i and transitions j of window i of ``cos(a_j, e_{i,c})``.
 
-    query_feats ``[NQ, T, E]``; subaction_feats ``[N, S, E]`` (stage order).
+    query_feats ``[NQ, T, E]``; subaction_feats ``[N, S, E]`` (stage order); ``norm`` as in
+    :func:`transition_features`.
     """
-    a = F.normalize(transition_features(query_feats, normalize), dim=-1)  # [NQ, T-1, E]
+    a = F.normalize(transition_features(query_feats, norm), dim=-1)  # [NQ, T-1, E]
     e = F.normalize(subaction_feats, dim=-1)  # [N, S, E]
     windows = stage_windows(a.shape[1], e.shape[1])
     per_stage = [torch.einsum("qwd,nd->qnw", a[:, w], e[:, i]).mean(dim=-1) for i, w in enumerate(windows)]
     return torch.stack(per_stage, dim=-1).mean(dim=-1)
 
 
-def _normalise_name(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().strip().rstrip(".").split())
+SEM_ORIENTATIONS = ("paper", "released")
+
+
+def combine_scores(vis: torch.Tensor, sem: torch.Tensor, orientation: str = "paper") -> torch.Tensor:
+    """``vis ⊙ sem`` for ``vis``, ``sem`` ``[NQ, N]`` (query x class).
+
+    ``paper``: elementwise, query i with class c in both factors. ``released``: the released ``run.py``
+    multiplies ``vis`` [query x class] with ``sem`` as ``models.py`` returns it, [class x query], without a
+    transpose, i.e. ``vis[i, c] * sem[c, i]`` — the semantic score of *query c* against *class i*. It is only
+    defined for NQ == N (one query per class) and, since its labels are ``0..N-1`` in order, its result depends on
+    the queries being ordered by class (as episodes are).
+    """
+    if orientation == "paper":
+        return vis * sem
+    if orientation == "released":
+        if vis.shape[0] != vis.shape[1]:
+            raise ValueError(f"sem_orientation=released multiplies a [query x class] by a [class x query] matrix "
+                             f"elementwise, which needs one query per class; got {vis.shape[0]} queries for "
+                             f"{vis.shape[1]} classes (set data.n_query=1 or model.sem_orientation=paper)")
+        return vis * sem.t()
+    raise ValueError(f"unknown sem_orientation {orientation!r}; choose one of {list(SEM_ORIENTATIONS)}")
 
 
 class SubactionBank:
-    """Sub-action sentences per class, looked up by class name (case, ``_`` and spacing insensitive)."""
+    """Sub-action sentences per class, looked up by class name.
+
+    Names match as :func:`~mmreason.assets.classes.class_key` does: case, ``_``, spacing and CamelCase
+    insensitive, so the UCF101 folder ``ApplyEyeMakeup`` (or ``HandstandPushups``) finds the released corpus key
+    ``apply eye makeup`` (``hand stand pushups``). A key shared by two entries of the file is ambiguous and fails.
+    :meth:`name` is the file's own spelling of the class, which the prompts use (the released code fills its
+    template with its class list's names, e.g. ``apply eye makeup``, not the folder names).
+    """
 
     def __init__(self, subactions: dict[str, Sequence[str]], num_stages: int, source: str = "sub-action mapping"):
+        from mmreason.assets.classes import class_key
+
         self.num_stages, self.source = num_stages, source
-        self._by_name: dict[str, list[str]] = {}
+        self._by_key: dict[str, tuple[str, list[str]]] = {}
+        clashes: dict[str, set[str]] = {}
         for name, sentences in subactions.items():
             sentences = [str(x) for x in sentences]
             if len(sentences) != num_stages:
                 raise ValueError(f"{source}: class {name!r} has {len(sentences)} sub-actions, model.num_stages is "
                                  f"{num_stages}")
-            self._by_name[_normalise_name(name)] = sentences
+            key = class_key(name)
+            if key in self._by_key and self._by_key[key][1] != sentences:
+                clashes.setdefault(key, {self._by_key[key][0]}).add(name)
+            self._by_key.setdefault(key, (str(name), sentences))
+        self._ambiguous = {k: sorted(v) for k, v in clashes.items()}
         self.names = list(subactions)
 
-    def __getitem__(self, class_name: str) -> list[str]:
-        key = _normalise_name(class_name)
-        if key not in self._by_name:
+    def _entry(self, class_name: str) -> tuple[str, list[str]]:
+        from mmreason.assets.classes import class_key
+
+        key = class_key(class_name)
+        if key in self._ambiguous:
+            raise KeyError(f"{self.source}: class {class_name!r} matches several entries {self._ambiguous[key]}; "
+                           "rename the class or the entries")
+        if key not in self._by_key:
             from mmreason.registry import did_you_mean
 
             raise KeyError(f"{self.source}: no sub-actions for class {class_name!r}"
-                           f"{did_you_mean(key, list(self._by_name))}")
-        return self._by_name[key]
+                           f"{did_you_mean(class_name, self.names)}")
+        return self._by_key[key]
+
+    def __getitem__(self, class_name: str) -> list[str]:
+        return self._entry(class_name)[1]
+
+    def __contains__(self, class_name: object) -> bool:
+        try:
+            self._entry(str(class_name))
+        except KeyError:
+            return False
+        return True
+
+    def name(self, class_name: str) -> str:
+        """The sub-action file's spelling of ``class_name`` (e.g. ``apply eye makeup`` for ``ApplyEyeMakeup``)."""
+        return self._entry(class_name)[0]
 
 
 def load_subactions(path: str) -> dict[str, list[str]]:
@@ -152,6 +213,8 @@ def load_subactions(path: str) -> dict[str, list[str]]:
     ``{"class", "subactions"}``) or the official Task-Adapter++ corpus YAML (``{class: {label, sub_act_en_li}}``);
     YAML entries are also reachable by their ``label``."""
     from pathlib import Path
+
+    from mmreason.assets.classes import class_key
 
     p = Path(path)
     if not p.is_file():
@@ -171,7 +234,7 @@ def load_subactions(path: str) -> dict[str, list[str]]:
         if not isinstance(r, dict) or "class" not in r or not isinstance(r.get("subactions"), list):
             raise ValueError(f"{p}: record {n} needs 'class' and a 'subactions' list, got {r!r:.120}")
         out[str(r["class"])] = [str(x) for x in r["subactions"]]
-        if r.get("label") and _normalise_name(str(r["label"])) != _normalise_name(str(r["class"])):
+        if r.get("label") and class_key(str(r["label"])) != class_key(str(r["class"])):
             out.setdefault(str(r["label"]), out[str(r["class"])])
     return out
 
@@ -187,12 +250,18 @@ class TaskAdapterPPModel(nn.Module):
         self.tokenize = towers.tokenize
         self.bank = SubactionBank(subactions, m.num_stages, source)
         self.template = m.prompt_template
-        self.scope, self.logit_scale, self.transition_norm = m.task_attention_scope, m.logit_scale, m.transition_norm
+        self.scope, self.chunks, self.logit_scale = m.task_attention_scope, m.task_attention_chunks, m.logit_scale
+        self.sem_orientation = m.sem_orientation
+        # released SSv2-Full: a trainable LayerNorm (weight 1, bias 0 at init) on the transition attention output;
+        # it sits outside the CLIP towers, so it trains with the adapters
+        self.transition_ln = nn.LayerNorm(towers.vision.output_dim) if m.transition_norm else None
         self.n_way = cfg.data.n_way
         self._tokens: dict[str, torch.Tensor] = {}
 
     def prompts(self, class_name: str) -> list[str]:
-        return [self.template.format(class_name=class_name, subaction=s) for s in self.bank[class_name]]
+        """The S prompts of a class, named as the sub-action file names it."""
+        name = self.bank.name(class_name)
+        return [self.template.format(class_name=name, subaction=s) for s in self.bank[class_name]]
 
     def class_tokens(self, class_names: Sequence[str]) -> torch.Tensor:
         """``[N, S, C]`` token ids of the classes' sub-action prompts (tokenised once per class)."""
@@ -203,11 +272,11 @@ class TaskAdapterPPModel(nn.Module):
         return torch.stack([self._tokens[n] for n in class_names]).to(device)
 
     def scores(self, episode: dict) -> dict[str, torch.Tensor]:
-        s, q = episode_features(self.visual, episode["support"], episode["query"], self.scope)
+        s, q = episode_features(self.visual, episode["support"], episode["query"], self.scope, self.chunks)
         vis = prototype_cosine(s, episode["support_labels"], q, self.n_way)  # [NQ, N]
         text = self.text(self.class_tokens(episode["class_names"]))  # [N, S, E]
-        sem = stage_alignment(q, text, self.transition_norm)  # [NQ, N]
-        return {"vis": vis, "sem": sem, "logits": vis * sem * self.logit_scale}
+        sem = stage_alignment(q, text, self.transition_ln)  # [NQ, N]
+        return {"vis": vis, "sem": sem, "logits": combine_scores(vis, sem, self.sem_orientation) * self.logit_scale}
 
     def forward(self, episode: dict) -> torch.Tensor:
         return self.scores(episode)["logits"]
