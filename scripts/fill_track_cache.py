@@ -4,9 +4,10 @@
     python scripts/fill_track_cache.py --detections dets.csv --root data/shanghaitech --layout shanghaitech \
         --split test --out cache/shanghaitech_test --crop-size 160
 
-Detections: CSV with header ``video,frame,x1,y1,x2,y2[,score]`` or a JSON list of
-``{"video", "frame", "box": [x1, y1, x2, y2], "score"}`` (e.g. exported from ByteTrack/MMTracking, whose boxes
-are re-linked here by a simple IoU tracker). Frames are read from the frame-folder layout (mmreason.data.vad).
+Detections: CSV with header ``video,frame,x1,y1,x2,y2[,score][,track_id]`` or a JSON list of
+``{"video", "frame", "box": [x1, y1, x2, y2], "score", "track_id"}`` (e.g. exported from ByteTrack/MMTracking).
+The tracker's ``track_id`` is kept when given; without it the boxes are linked by a simple IoU tracker
+(``--iou``, ``--max-gap``). Frames are read from the frame-folder layout (mmreason.data.vad).
 Already cached videos are skipped, so the job can be resumed; prints one JSON summary line.
 """
 from __future__ import annotations
@@ -26,8 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--out", required=True, help="track cache folder")
     p.add_argument("--crop-size", type=int, default=160, help="crop side in pixels (ADSM: 160)")
-    p.add_argument("--iou", type=float, default=0.3, help="IoU needed to extend a track")
-    p.add_argument("--max-gap", type=int, default=1, help="frames a track may miss and still be extended")
+    p.add_argument("--iou", type=float, default=0.3, help="IoU needed to extend a track (without track_id)")
+    p.add_argument("--max-gap", type=int, default=1, help="frames a track may miss and still be extended "
+                                                           "(without track_id)")
     p.add_argument("--min-score", type=float, default=0.0, help="drop detections below this confidence")
     p.add_argument("--context", type=float, default=1.0, help="crop side = context x the box's longer side")
     p.add_argument("--overwrite", action="store_true", help="re-track videos already in the cache")

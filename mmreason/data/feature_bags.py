@@ -50,6 +50,16 @@ class FeatureVideo:
     features: np.ndarray | None = None
     frame_labels: np.ndarray | None = None
 
+    def num_crops(self) -> int:
+        """``C`` of :meth:`load`, from the .npy headers (memory-mapped) when the files read; else :meth:`load`
+        answers (in-memory features) or raises its error naming the bad file."""
+        if self.features is None and self.paths and all(p.is_file() for p in self.paths):
+            try:
+                return sum(1 if a.ndim == 2 else a.shape[1] for a in (np.load(p, mmap_mode="r") for p in self.paths))
+            except (ValueError, OSError, IndexError):
+                pass
+        return self.load().shape[1]
+
     def load(self) -> np.ndarray:
         """Features as float32 ``[T, C, D]``; a bad or mismatched file raises an error naming it."""
         if self.features is not None:
@@ -152,8 +162,15 @@ def read_interval_annotations(path: str | Path) -> dict[str, list[tuple[int, int
     return out
 
 
-def attach_frame_labels(videos: Sequence[FeatureVideo], gt_file: str | Path) -> list[FeatureVideo]:
-    """Give each test video ``16 T`` frame labels from a concatenated ``.npy`` or an interval ``.txt`` file."""
+def attach_frame_labels(videos: Sequence[FeatureVideo], gt_file: str | Path,
+                        interval_end: str = "inclusive") -> list[FeatureVideo]:
+    """Give each test video ``16 T`` frame labels from a concatenated ``.npy`` or an interval ``.txt`` file.
+
+    ``interval_end``: whether an interval's end frame is anomalous (``"inclusive"``, UCF-Crime as RTFM builds
+    ``gt-ucf.npy``) or not (``"exclusive"``, XD-Violence as XDVioDet's ``make_gt.py`` builds ``gt.npy``).
+    """
+    if interval_end not in ("inclusive", "exclusive"):
+        raise ValueError(f"interval_end={interval_end!r}; choose 'inclusive' or 'exclusive'")
     gt_file = Path(gt_file)
     if not gt_file.is_file():
         raise FileNotFoundError(f"{gt_file}: frame ground-truth file not found")
@@ -171,7 +188,7 @@ def attach_frame_labels(videos: Sequence[FeatureVideo], gt_file: str | Path) -> 
         for v, length in zip(videos, lengths):
             y = np.zeros(length, dtype=np.int64)
             for start, end in intervals.get(_base_name(v.name), []):
-                y[start: end + 1] = 1
+                y[start: end + (interval_end == "inclusive")] = 1
             labels.append(y)
     return [FeatureVideo(v.name, v.label, v.paths, v.features, np.asarray(y).astype(np.int64))
             for v, y in zip(videos, labels)]
@@ -180,19 +197,27 @@ def attach_frame_labels(videos: Sequence[FeatureVideo], gt_file: str | Path) -> 
 # ----------------------------------------------------------------------------------------------- datasets
 
 class MILBagDataset(Dataset):
-    """Normal/abnormal bag pairs for MIL training: item ``i`` holds the ``i``-th normal and an abnormal video.
+    """Normal/abnormal bag pairs for MIL training: item ``i`` holds the ``i``-th normal and an abnormal bag.
 
     A batch of ``B`` items is therefore ``B`` normal + ``B`` abnormal bags (as RTFM's two loaders); the length is
     the larger class count and the smaller class is cycled through a fixed seeded permutation. Item:
-    ``{"normal": [C, S, D], "abnormal": [C, S, D]}`` with ``S = num_segments`` resampled segments.
+    ``{"normal": [C, S, D], "abnormal": [C, S, D]}`` with ``S = num_segments`` resampled segments. A bag is a
+    whole video (``C`` crops), or with ``split_crops`` one crop of a video (``C = 1``; every crop is a bag, as the
+    XD-Violence peers train on their one-file-per-crop lists).
     """
 
-    def __init__(self, videos: Sequence[FeatureVideo], num_segments: int = 32, seed: int = 0, cache: bool = True):
-        self.normal = [v for v in videos if v.label == 0]
-        self.abnormal = [v for v in videos if v.label == 1]
+    def __init__(self, videos: Sequence[FeatureVideo], num_segments: int = 32, seed: int = 0, cache: bool = True,
+                 split_crops: bool = False):
+        def bags(label: int) -> list[tuple[FeatureVideo, int | None]]:  # (video, crop or None = all crops)
+            picked = [v for v in videos if v.label == label]
+            if not split_crops:
+                return [(v, None) for v in picked]
+            return [(v, c) for v in picked for c in range(v.num_crops())]
+
+        self.normal, self.abnormal = bags(0), bags(1)
         if not self.normal or not self.abnormal:
             raise ValueError(f"MIL training needs normal and abnormal videos (got {len(self.normal)} normal, "
-                             f"{len(self.abnormal)} abnormal)")
+                             f"{len(self.abnormal)} abnormal bags)")
         self.num_segments = num_segments
         rng = np.random.default_rng(seed)
         n = max(len(self.normal), len(self.abnormal))
@@ -203,18 +228,19 @@ class MILBagDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def _bag(self, video: FeatureVideo) -> torch.Tensor:
+    def _bag(self, video: FeatureVideo, crop: int | None) -> torch.Tensor:
         key = id(video)
         if self._cache is not None and key in self._cache:
-            return self._cache[key]
-        bag = torch.from_numpy(resample_segments(video.load(), self.num_segments)).transpose(0, 1).contiguous()
-        if self._cache is not None:
-            self._cache[key] = bag
-        return bag  # [C, S, D]
+            bag = self._cache[key]
+        else:
+            bag = torch.from_numpy(resample_segments(video.load(), self.num_segments)).transpose(0, 1).contiguous()
+            if self._cache is not None:
+                self._cache[key] = bag
+        return bag if crop is None else bag[crop: crop + 1]  # [C, S, D] or [1, S, D]
 
     def __getitem__(self, i: int) -> dict:
         n, a = self.pairs[i]
-        return {"normal": self._bag(self.normal[n]), "abnormal": self._bag(self.abnormal[a])}
+        return {"normal": self._bag(*self.normal[n]), "abnormal": self._bag(*self.abnormal[a])}
 
 
 class SnippetFeatureDataset(Dataset):

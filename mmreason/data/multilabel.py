@@ -13,10 +13,12 @@ Real data follows the public PDAN / MS-TCT / MLAD layout (specs/anticipation_tal
 - optionally frame-level labels instead of segments: ``<labels_root>/<video>.npy`` holding a ``[F, C]`` 0/1
   array (F frames or F = T snippets); frames are max-pooled into the ``T`` snippets;
 - class names from the dataset's own list file: ``"<id> <name>"`` / ``"<id>\\t<name>"`` lines
-  (MultiTHUMOS ``class_list.txt``, TSU ``Action_list``) or one name per line.
+  (MultiTHUMOS ``class_list.txt``, TSU ``Action_list``), Charades ``"c000 <name>"`` lines
+  (``Charades_v1_classes.txt``), or one name per line.
 
-Items are dicts ``{"features": [T, D], "labels": [T, C], "video": str}``; :func:`pad_collate` pads a batch to
-the longest video and adds ``mask [B, T]`` (1 on real snippets).
+Items are dicts ``{"features": [T, D], "labels": [T, C], "heatmap": [T, C], "video": str}``; :func:`pad_collate`
+pads a batch to the longest video and adds ``mask [B, T]`` (1 on real snippets). ``heatmap`` is MS-TCT's
+ground-truth class heat-map (:func:`gaussian_heatmap`), the target of its heat-map branch.
 
 :class:`SyntheticCooccurrenceTAL` is a deterministic synthetic set with built-in co-occurrence: each
 "dependent" class only ever occurs inside segments of its "anchor" class, the anchor is clearly visible in
@@ -31,7 +33,9 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -46,10 +50,15 @@ class DataFileError(FileNotFoundError):
 
 # ------------------------------------------------------------------------------------------- class lists
 
-def read_class_list(path: str | os.PathLike) -> list[str]:
-    """Class names in id order from a list file (``"<id> <name>"``, ``"<id>\\t<name>"`` or ``"<name>"`` lines).
+_CLASS_ID = re.compile(r"^[cC]?(\d+)$")   # "12" (MultiTHUMOS, TSU) or "c012" (Charades)
 
-    Numbered lines may start at 0 (TSU) or 1 (MultiTHUMOS); names are returned in increasing id order.
+
+def read_class_list(path: str | os.PathLike) -> list[str]:
+    """Class names in id order from a list file (``"<id> <name>"``, ``"<id>\\t<name>"``, Charades'
+    ``"c<id> <name>"`` or ``"<name>"`` lines).
+
+    Numbered lines may start at 0 (TSU, Charades ``c000``) or 1 (MultiTHUMOS); names are returned in increasing
+    id order.
     """
     path = Path(path)
     if not path.is_file():
@@ -60,8 +69,9 @@ def read_class_list(path: str | os.PathLike) -> list[str]:
     numbered = []
     for line in rows:
         parts = line.split(None, 1)
-        if len(parts) == 2 and parts[0].lstrip("-").isdigit():
-            numbered.append((int(parts[0]), parts[1].strip()))
+        match = _CLASS_ID.match(parts[0]) if len(parts) == 2 else None
+        if match:
+            numbered.append((int(match.group(1)), parts[1].strip()))
     if len(numbered) == len(rows):
         ids = [i for i, _ in numbered]
         if len(set(ids)) != len(ids):
@@ -83,6 +93,15 @@ def readable_class_name(name: str) -> str:
 
 # ------------------------------------------------------------------------------------------ label maps
 
+def snippet_rate(num_snippets: int, duration: float, feature_fps: float = 0.0, video: str = "") -> float:
+    """Snippets per annotation time unit: ``feature_fps`` or ``T / duration`` (the public loaders' rule)."""
+    if feature_fps > 0:
+        return float(feature_fps)
+    if not duration or duration <= 0:
+        raise ValueError(f"video {video!r}: duration {duration!r} must be > 0 (or set feature_fps)")
+    return num_snippets / float(duration)
+
+
 def segments_to_multihot(actions: Sequence[Sequence[float]], num_snippets: int, duration: float,
                          num_classes: int, *, feature_fps: float = 0.0, class_index_base: int = 0,
                          inclusive_bounds: bool = False, video: str = "") -> np.ndarray:
@@ -94,12 +113,7 @@ def segments_to_multihot(actions: Sequence[Sequence[float]], num_snippets: int, 
     labels = np.zeros((num_snippets, num_classes), np.float32)
     if num_snippets == 0:
         return labels
-    if feature_fps > 0:
-        fps = float(feature_fps)
-    else:
-        if not duration or duration <= 0:
-            raise ValueError(f"video {video!r}: duration {duration!r} must be > 0 (or set feature_fps)")
-        fps = num_snippets / float(duration)
+    fps = snippet_rate(num_snippets, duration, feature_fps, video)
     times = np.arange(num_snippets, dtype=np.float64) / fps   # [T]
     for ann in actions:
         if len(ann) < 3:
@@ -114,6 +128,46 @@ def segments_to_multihot(actions: Sequence[Sequence[float]], num_snippets: int, 
         inside = (times >= start) & (times <= end) if inclusive_bounds else (times > start) & (times < end)
         labels[inside, cls] = 1.0
     return labels
+
+
+def gaussian_heatmap(segments: Sequence[tuple[int, float, float]], num_snippets: int, num_classes: int, *,
+                     gamma: float = 0.5, tau: float = 4.0) -> np.ndarray:
+    """MS-TCT's ground-truth heat-map ``[T, C]`` (its ``make_dataset`` + ``generate_gaussian``).
+
+    Each ``(class, start, end)`` segment, in snippet units, puts a 1-D Gaussian peak of height 1 at snippet
+    ``ceil(mid)``, ``mid = (start + end) / 2``, with radius ``r = int(int(end - start) / gamma)`` and
+    ``h(x) = exp(-x^2 / sigma^2)``, ``sigma = (2 r + 1) / tau``, for ``|x| <= r`` (values under float eps of
+    the peak set to 0); overlapping peaks of a class take the maximum. Defaults are MS-TCT's (gamma 0.5,
+    tau 4). The release places the peak at the first snippet past a non-integral midpoint, as here, and skips a
+    segment whose midpoint falls exactly on a snippet; here that segment peaks at the midpoint snippet.
+    """
+    heatmap = np.zeros((num_snippets, num_classes), np.float32)
+    for cls, start, end in segments:
+        if end < start:
+            continue
+        center = math.ceil((start + end) / 2)
+        radius = int(int(end - start) / gamma)
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        sigma = (2 * radius + 1) / tau
+        peak = np.exp(-(x * x) / (sigma * sigma))
+        peak[peak < np.finfo(peak.dtype).eps * peak.max()] = 0
+        lo, hi = max(center - radius, 0), min(center + radius + 1, num_snippets)
+        if lo < hi:
+            window = peak[lo - (center - radius):hi - (center - radius)]
+            heatmap[lo:hi, cls] = np.maximum(heatmap[lo:hi, cls], window)
+    return heatmap
+
+
+def label_runs(labels: np.ndarray) -> list[tuple[int, float, float]]:
+    """``(class, a - 0.5, b + 0.5)`` for every run of positive snippets ``a..b`` of ``[T, C]`` labels: the
+    segments behind frame-level labels (the input :func:`gaussian_heatmap` needs when no segment list exists)."""
+    out = []
+    y = np.asarray(labels) > 0
+    for c in range(y.shape[1]):
+        edges = np.diff(np.r_[0, y[:, c].astype(np.int8), 0])
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1):
+            out.append((c, a - 0.5, b + 0.5))
+    return out
 
 
 def pool_frame_labels(frame_labels: np.ndarray, num_snippets: int) -> np.ndarray:
@@ -194,6 +248,7 @@ class MultiLabelTAL(Dataset):
 
         self.videos: list[str] = []
         self.labels: list[np.ndarray] = []
+        self.heatmaps: list[np.ndarray] = []
         missing: list[str] = []
         for video, entry in data.items():
             if not isinstance(entry, dict) or "subset" not in entry:
@@ -217,12 +272,16 @@ class MultiLabelTAL(Dataset):
                     raise ValueError(f"{label_path}: frame labels must be [F, {self.num_classes}], "
                                      f"got {frame_labels.shape}")
                 labels = pool_frame_labels(frame_labels, num_snippets)
+                segments = label_runs(labels)
             else:
                 labels = segments_to_multihot(actions, num_snippets, entry.get("duration", 0), self.num_classes,
                                               feature_fps=feature_fps, class_index_base=class_index_base,
                                               inclusive_bounds=inclusive_bounds, video=video)
+                fps = snippet_rate(num_snippets, entry.get("duration", 0), feature_fps, video) if num_snippets else 1.0
+                segments = [(int(a[0]) - class_index_base, float(a[1]) * fps, float(a[2]) * fps) for a in actions]
             self.videos.append(video)
             self.labels.append(labels)
+            self.heatmaps.append(gaussian_heatmap(segments, num_snippets, self.num_classes))
         if missing and missing_features == "error":
             shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
             raise DataFileError(f"{len(missing)} feature file(s) of subset {subset!r} in {self.annotation_file} "
@@ -237,13 +296,15 @@ class MultiLabelTAL(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         video = self.videos[index]
         features = np.array(_load_features(self.features_root / f"{video}.npy"), dtype=np.float32)  # copy off the mmap
-        labels = self.labels[index]
+        labels, heatmap = self.labels[index], self.heatmaps[index]
         if self.max_snippets > 0 and len(features) > self.max_snippets:
             start = int(torch.randint(0, len(features) - self.max_snippets + 1, ()).item())
             features = features[start:start + self.max_snippets]
             labels = labels[start:start + self.max_snippets]
+            heatmap = heatmap[start:start + self.max_snippets]
         return {"features": torch.from_numpy(np.ascontiguousarray(features)),
-                "labels": torch.from_numpy(np.ascontiguousarray(labels)), "video": video}
+                "labels": torch.from_numpy(np.ascontiguousarray(labels)),
+                "heatmap": torch.from_numpy(np.ascontiguousarray(heatmap)), "video": video}
 
     def all_labels(self) -> np.ndarray:
         """Every snippet label of the subset, concatenated ``[N, C]`` (for co-occurrence statistics)."""
@@ -292,24 +353,27 @@ class SyntheticCooccurrenceTAL(Dataset):
                     inner_start = start + int(rng.integers(0, seg_len - inner + 1))
                     labels[inner_start:inner_start + inner, anchor + 1] = 1
             features = (labels * strengths) @ directions + noise * rng.standard_normal((length, feature_dim))
-            self.items.append((f"synthetic_{index:05d}", features.astype(np.float32), labels))
+            heatmap = gaussian_heatmap(label_runs(labels), length, num_classes)
+            self.items.append((f"synthetic_{index:05d}", features.astype(np.float32), labels, heatmap))
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        video, features, labels = self.items[index]
-        return {"features": torch.from_numpy(features), "labels": torch.from_numpy(labels), "video": video}
+        video, features, labels, heatmap = self.items[index]
+        return {"features": torch.from_numpy(features), "labels": torch.from_numpy(labels),
+                "heatmap": torch.from_numpy(heatmap), "video": video}
 
     def all_labels(self) -> np.ndarray:
-        return np.concatenate([labels for _, _, labels in self.items])
+        return np.concatenate([item[2] for item in self.items])
 
 
 # --------------------------------------------------------------------------------------------- collate
 
 def pad_collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Pad a list of items to the longest video: ``features [B, T, D]``, ``labels [B, T, C]``,
-    ``mask [B, T]`` (1 = real snippet, 0 = padding), ``videos`` (list of ids)."""
+    ``heatmap [B, T, C]`` (when the items carry one), ``mask [B, T]`` (1 = real snippet, 0 = padding),
+    ``videos`` (list of ids)."""
     if not batch:
         raise ValueError("cannot collate an empty batch")
     max_len = max(item["features"].shape[0] for item in batch)
@@ -317,13 +381,19 @@ def pad_collate(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     num_classes = batch[0]["labels"].shape[1]
     features = torch.zeros(len(batch), max_len, dim)
     labels = torch.zeros(len(batch), max_len, num_classes)
+    heatmap = torch.zeros(len(batch), max_len, num_classes) if all("heatmap" in item for item in batch) else None
     mask = torch.zeros(len(batch), max_len)
     for b, item in enumerate(batch):
         length = item["features"].shape[0]
         features[b, :length] = item["features"]
         labels[b, :length] = item["labels"]
+        if heatmap is not None:
+            heatmap[b, :length] = item["heatmap"]
         mask[b, :length] = 1.0
-    return {"features": features, "labels": labels, "mask": mask, "videos": [item["video"] for item in batch]}
+    out = {"features": features, "labels": labels, "mask": mask, "videos": [item["video"] for item in batch]}
+    if heatmap is not None:
+        out["heatmap"] = heatmap
+    return out
 
 
 def cooccurrence_matrix(labels: np.ndarray, eps: float = 1e-6) -> np.ndarray:

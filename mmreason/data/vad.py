@@ -8,18 +8,21 @@ Frame folders (one reader, a small layout adapter per dataset; specs/vad.md §1.
 
 This is the layout of the widely used frame-extracted releases (Liu et al.'s Ano-Pred for Avenue, the official
 ShanghaiTech ``test_frame_mask`` files). CUHK Avenue labels may instead come from Ano-Pred's ``avenue.mat``
-(``gt``: one ``[2, K]`` array of 1-based inclusive anomaly intervals per test video). NWPU Campus ships videos
-and labels in its own archive; extract frames (and write each test video's labels as ``.npy``) into the same
-layout -- this NWPU layout is the project's convention, a reconstruction, not the dataset's own.
+(``gt``: one ``[2, K]`` array of 1-based inclusive anomaly intervals per test video). NWPU Campus and UBnormal ship
+videos and labels in their own formats; their frame-folder layout here is the project's convention.
+
+:mod:`mmreason.data.vad_prepare` (``scripts/prepare_vad_dataset.py``) converts the releases into this layout:
+ShanghaiTech's .avi training videos, NWPU Campus's videos and ``NWPU_Campus_gt.npz``, UBnormal's scenes.
 
 Scene ids (the "scene label y = camera id" of ADSM / FBAE), 0-based:
 Avenue: one scene (0). ShanghaiTech: ``01_0014`` -> 0 (13 cameras ``01``..``13``). NWPU Campus: ``D013_03`` -> 12
-(43 cameras ``D001``..``D043``).
+(43 cameras ``D001``..``D043``). UBnormal: ``abnormal_scene_4_scenario_1_fire`` -> 3 (29 scenes).
 
 Object tracks: an external tracker (ByteTrack in ADSM) runs outside the framework; :class:`TrackCache` keeps, per
 video, ``<video>.tracks.npz`` (frame, track_id, box, score: one row per detection) and ``<video>.crops.npy``
 (uint8 ``[K, 3, S, S]`` crops, memory-mapped on read). ``scripts/fill_track_cache.py`` fills it from a
-detections file with the simple IoU tracker :func:`iou_track`.
+detections file, keeping the external tracker's ids when the file has them and otherwise linking the boxes with
+the simple IoU tracker :func:`iou_track`.
 
 Everything a dataset returns is float32 in [0, 1], channels first.
 """
@@ -124,6 +127,14 @@ def _scene_nwpu(name: str) -> int:
     return int(m.group(1)) - 1
 
 
+def _scene_ubnormal(name: str) -> int:
+    m = re.match(r"^(?:ab)?normal_scene_(\d+)_scenario_\d+(?:_[a-z]+)?$", name)
+    if not m or not 1 <= int(m.group(1)) <= 29:
+        raise ValueError(f"UBnormal video name {name!r} does not look like '[ab]normal_scene_<1-29>_scenario_<k>' "
+                         f"(e.g. abnormal_scene_4_scenario_1_fire)")
+    return int(m.group(1)) - 1
+
+
 @dataclass(frozen=True)
 class FrameFolderLayout:
     """Where one dataset keeps its frames and labels, and how a video name gives its scene id."""
@@ -140,6 +151,7 @@ LAYOUTS: dict[str, FrameFolderLayout] = {
     "avenue": FrameFolderLayout("avenue", 1, _scene_single, label_mat="avenue.mat"),
     "shanghaitech": FrameFolderLayout("shanghaitech", 13, _scene_shanghaitech),
     "nwpu_campus": FrameFolderLayout("nwpu_campus", 43, _scene_nwpu),
+    "ubnormal": FrameFolderLayout("ubnormal", 29, _scene_ubnormal),
 }
 
 
@@ -213,7 +225,8 @@ class VadClipDataset(Dataset):
     """Sliding windows of ``clip_len`` consecutive frames over whole frames of each video.
 
     Item: ``{"clip": [n, 3, H, W] float32, "scene": long, "video": long (index into videos), "start": long,
-    "labels": [n] long (zeros for training videos)}``.
+    "frames": [n] long frame indices, "labels": [n] long (zeros for training videos)}`` (the keys of
+    :class:`ObjectClipDataset` plus ``start`` and ``labels``, so methods treat both alike).
     """
 
     def __init__(self, videos: Sequence[VadVideo], clip_len: int, stride: int = 1,
@@ -234,7 +247,8 @@ class VadClipDataset(Dataset):
         frames = range(start, start + self.clip_len)
         labels = video.labels[start:start + self.clip_len] if video.labels is not None else np.zeros(self.clip_len)
         return {"clip": torch.from_numpy(video.load(frames, self.size)), "scene": torch.tensor(video.scene),
-                "video": torch.tensor(v), "start": torch.tensor(start), "labels": torch.as_tensor(labels).long()}
+                "video": torch.tensor(v), "start": torch.tensor(start), "frames": torch.arange(start, frames.stop),
+                "labels": torch.as_tensor(labels).long()}
 
 
 # ----------------------------------------------------------------------------------------------- tracks
@@ -426,6 +440,23 @@ class ObjectClipDataset(Dataset):
                 "track": torch.tensor(tid), "frames": torch.from_numpy(tr.frame[rows].astype(np.int64))}
 
 
+def object_clip_dataset(track_cache: str | Path, split: str, videos: Sequence[VadVideo], clip_len: int,
+                        stride: int = 1, min_track_len: int = 1, crop_size: int | None = None) -> ObjectClipDataset:
+    """The object clips of ``videos`` from ``<track_cache>/train`` (``split="train"``) or ``<track_cache>/test``
+    (the two caches ``scripts/fill_track_cache.py --split`` fills). ``crop_size`` (the model's input side) must
+    match the cached crops; a missing cache or video is an error naming it, raised before any training."""
+    if not str(track_cache):
+        raise ValueError("object-crop input needs a track cache (data.track_cache; fill it with "
+                         "scripts/fill_track_cache.py --split train / --split test)")
+    cache = TrackCache(Path(track_cache) / ("train" if split == "train" else "test"))
+    meta = cache.root / "meta.json"
+    if crop_size is not None and meta.is_file():
+        crop = json.loads(meta.read_text()).get("crop_size")
+        if crop != crop_size:
+            raise ValueError(f"{meta}: the cache holds {crop}px crops but the model's image_size is {crop_size}")
+    return ObjectClipDataset(cache, videos, clip_len, stride, min_track_len)
+
+
 # ----------------------------------------------------------------------------------------------- synthetic
 
 def _scene_texture(scene: int, size: int, shared: bool) -> np.ndarray:
@@ -439,12 +470,13 @@ def _scene_texture(scene: int, size: int, shared: bool) -> np.ndarray:
 
 
 SQUARE_COLOURS = np.array([[0.95, 0.2, 0.2], [0.2, 0.95, 0.2], [0.2, 0.4, 0.95], [0.95, 0.9, 0.2]], np.float32)
+PRECURSOR_COLOUR = np.array([0.95, 0.95, 0.95], np.float32)  # white: the cue announcing an anomaly (precursor > 0)
 
 
 def make_moving_square_videos(num_videos: int, num_frames: int = 32, size: int = 32, num_scenes: int = 2,
                               square: int = 8, speed: int = 2, split: str = "train", rule: str = "direction",
                               background: str = "shared", abnormal_fraction: float = 0.75,
-                              noise: float = 0.02, seed: int = 0) -> list[VadVideo]:
+                              noise: float = 0.02, precursor: int = 0, seed: int = 0) -> list[VadVideo]:
     """Moving-square videos with a **scene-dependent** normality rule, deterministic from ``seed``.
 
     Scene ``s`` (0-based, cycled over videos) has a normal behaviour; the anomaly is the behaviour that is normal
@@ -458,6 +490,10 @@ def make_moving_square_videos(num_videos: int, num_frames: int = 32, size: int =
     ``background="shared"`` gives every scene the same background (the scene is known only from its id);
     ``"per_scene"`` gives each scene its own texture. Training videos are all normal (``labels=None``); in the
     test split ``abnormal_fraction`` of the videos hold one abnormal interval (labels 1) of 25-50% of the frames.
+
+    ``precursor > 0`` announces each anomaly: in the ``precursor`` frames before its interval the square is
+    painted :data:`PRECURSOR_COLOUR` (never seen in training), a visible cue labelled normal (0) -- the
+    anticipation (VAA) task, where a model sees frames up to ``t`` and must flag an anomaly in ``t+1 .. t+alpha``.
     """
     if rule not in ("direction", "colour"):
         raise ValueError(f"rule={rule!r}; choose 'direction' or 'colour'")
@@ -465,6 +501,8 @@ def make_moving_square_videos(num_videos: int, num_frames: int = 32, size: int =
         raise ValueError(f"background={background!r}; choose 'shared' or 'per_scene'")
     if split not in ("train", "test", "val"):
         raise ValueError(f"split={split!r}; choose train, val or test")
+    if not 0 <= precursor < num_frames // 2:
+        raise ValueError(f"precursor={precursor} must be in [0, num_frames // 2 = {num_frames // 2})")
     split_seed = {"train": 0, "val": 1, "test": 2}[split]
     rng = np.random.default_rng([seed, split_seed])
     videos = []
@@ -473,18 +511,22 @@ def make_moving_square_videos(num_videos: int, num_frames: int = 32, size: int =
         labels = np.zeros(num_frames, dtype=np.int64)
         if split != "train" and rng.random() < abnormal_fraction:
             length = int(rng.integers(num_frames // 4, num_frames // 2 + 1))
-            start = int(rng.integers(0, num_frames - length + 1))
+            start = int(rng.integers(precursor, num_frames - length + 1))
             labels[start:start + length] = 1
         bg = _scene_texture(scene, size, background == "shared")
         # only the rule's attribute depends on the scene, so nothing but the scene id tells scenes apart
         direction = -1 if rule == "direction" and scene % 2 == 1 else 1
         x = float(rng.integers(0, size))
         y = int(rng.integers(0, size - square))
+        onsets = np.flatnonzero(np.diff(np.r_[0, labels]) == 1)  # first frame of each abnormal interval
+        cue = np.zeros(num_frames, dtype=bool)
+        for a in onsets:
+            cue[max(a - precursor, 0):a] = True
         frames = np.empty((num_frames, 3, size, size), dtype=np.float32)
         for t in range(num_frames):
             abnormal = labels[t] == 1
             colour_of = 0 if rule != "colour" else (scene + 1) % max(num_scenes, 2) if abnormal else scene
-            colour = SQUARE_COLOURS[colour_of % len(SQUARE_COLOURS)]
+            colour = PRECURSOR_COLOUR if cue[t] else SQUARE_COLOURS[colour_of % len(SQUARE_COLOURS)]
             step = -direction if abnormal and rule == "direction" else direction
             if t > 0:
                 x = (x + step * speed) % size
@@ -501,10 +543,11 @@ def make_moving_square_videos(num_videos: int, num_frames: int = 32, size: int =
 # ----------------------------------------------------------------------------------------------- detections -> cache
 
 def read_detections(path: str | Path) -> dict[str, np.ndarray]:
-    """Per-video detections ``{video: [K, 6] (frame, x1, y1, x2, y2, score)}`` from a CSV or JSON file.
+    """Per-video detections ``{video: [K, 7] (frame, x1, y1, x2, y2, score, track_id)}`` from a CSV or JSON file.
 
-    CSV: a header with ``video,frame,x1,y1,x2,y2`` and optionally ``score``. JSON: a list of
-    ``{"video", "frame", "box": [x1, y1, x2, y2], "score"?}`` records.
+    CSV: a header with ``video,frame,x1,y1,x2,y2`` and optionally ``score`` and ``track_id``. JSON: a list of
+    ``{"video", "frame", "box": [x1, y1, x2, y2], "score"?, "track_id"?}`` records. ``track_id`` is the external
+    tracker's id (ByteTrack in ADSM); rows without one get -1. A video must give ids on all rows or on none.
     """
     import csv
 
@@ -512,51 +555,70 @@ def read_detections(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: detections file not found")
     rows: dict[str, list] = {}
+
+    def _tid(value) -> float:
+        return -1.0 if value is None or value == "" else float(int(float(value)))
+
     try:
         if path.suffix.lower() == ".json":
             records = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(records, list):
-                raise ValueError("expected a JSON list of {video, frame, box, score} records")
+                raise ValueError("expected a JSON list of {video, frame, box, score, track_id} records")
             for i, r in enumerate(records):
                 box = [float(v) for v in r["box"]]
                 if len(box) != 4:
                     raise ValueError(f"record {i}: box needs 4 numbers")
-                rows.setdefault(str(r["video"]), []).append([int(r["frame"]), *box, float(r.get("score", 1.0))])
+                rows.setdefault(str(r["video"]), []).append(
+                    [int(r["frame"]), *box, float(r.get("score", 1.0)), _tid(r.get("track_id"))])
         else:
             with open(path, newline="", encoding="utf-8") as f:
                 reader = csv.DictReader(f)
                 need = {"video", "frame", "x1", "y1", "x2", "y2"}
                 if not need <= set(reader.fieldnames or []):
-                    raise ValueError(f"CSV header needs columns {sorted(need)} (+ optional score), got {reader.fieldnames}")
+                    raise ValueError(f"CSV header needs columns {sorted(need)} (+ optional score, track_id), "
+                                     f"got {reader.fieldnames}")
                 for r in reader:
                     rows.setdefault(r["video"], []).append(
                         [int(r["frame"]), float(r["x1"]), float(r["y1"]), float(r["x2"]), float(r["y2"]),
-                         float(r.get("score") or 1.0)])
+                         float(r.get("score") or 1.0), _tid(r.get("track_id"))])
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: malformed detections ({e})") from e
-    return {v: np.asarray(r, dtype=np.float64).reshape(-1, 6) for v, r in rows.items()}
+    out = {v: np.asarray(r, dtype=np.float64).reshape(-1, 7) for v, r in rows.items()}
+    for video, det in out.items():
+        given = det[:, 6] >= 0
+        if given.any() and not given.all():
+            raise ValueError(f"{path}: video {video!r} gives track_id on {int(given.sum())} of {given.size} rows; "
+                             f"give it on all rows (external tracks) or on none (IoU tracking)")
+    return out
 
 
 def fill_track_cache(cache: TrackCache, videos: Sequence[VadVideo], detections: dict[str, np.ndarray],
                      crop_size: int = 160, iou_threshold: float = 0.3, max_gap: int = 1, min_score: float = 0.0,
                      context: float = 1.0, overwrite: bool = False) -> dict[str, int]:
-    """Track (:func:`iou_track`) and crop (:func:`crop_box`) each video's detections into ``cache``.
+    """Crop (:func:`crop_box`) each video's detections into ``cache``, with their tracks.
 
-    Videos already cached are skipped unless ``overwrite`` (the job is resumable). Returns ``{video: number of
-    tracks}`` for the videos written. Videos without detections get an empty entry.
+    ``detections`` are :func:`read_detections`' ``[K, 7]`` rows (``[K, 6]`` without track ids is accepted). The
+    external tracker's ids are kept when the rows carry them (column 7 >= 0); otherwise :func:`iou_track` links
+    the boxes. Videos already cached are skipped unless ``overwrite`` (the job is resumable). Returns ``{video:
+    number of tracks}`` for the videos written. Videos without detections get an empty entry.
     """
     written = {}
     for video in videos:
         if video.name in cache and not overwrite:
             continue
-        det = detections.get(video.name, np.zeros((0, 6)))
+        det = np.asarray(detections.get(video.name, np.zeros((0, 7))), dtype=np.float64)
+        if det.shape[1] == 6:
+            det = np.c_[det, np.full(len(det), -1.0)]  # no external track ids
         det = det[det[:, 5] >= min_score]
-        det = det[np.lexsort((det[:, 0],))]  # by frame
+        det = det[np.argsort(det[:, 0], kind="stable")]  # by frame
         frames = det[:, 0].astype(np.int64)
         if frames.size and (frames.min() < 0 or frames.max() >= video.num_frames):
             raise ValueError(f"video {video.name!r}: detections reference frame {frames.max()} but it has "
                              f"{video.num_frames} frames")
-        ids = iou_track(frames, det[:, 1:5], iou_threshold, max_gap)
+        external = frames.size and (det[:, 6] >= 0).all()
+        ids = det[:, 6].astype(np.int64) if external else iou_track(frames, det[:, 1:5], iou_threshold, max_gap)
+        if external and np.unique(np.c_[frames, ids], axis=0).shape[0] < frames.size:
+            raise ValueError(f"video {video.name!r}: a track_id appears twice in one frame of the detections")
         crops = np.zeros((frames.size, 3, crop_size, crop_size), dtype=np.uint8)
         for f in np.unique(frames):
             image = (video.load([int(f)])[0] * 255).round().astype(np.uint8)  # [3, H, W]

@@ -5,14 +5,19 @@ Definitions (specs/vad.md §1.7, §2.3, §3.2):
 - **Micro frame AUC**: concatenate the frame scores and labels of all test videos, one ROC-AUC
   (the Avenue/ShanghaiTech/NWPU "micro" number, the UCF-Crime number).
 - **Macro frame AUC**: ROC-AUC of each test video, averaged over videos. A video whose frames are all one
-  class has no AUC; ``single_class`` says what happens to it (see :data:`SINGLE_CLASS_POLICIES`).
+  class has no AUC on its own; ``single_class`` says what the macro AUC does (see :data:`SINGLE_CLASS_POLICIES`).
+  ``"pad_all"`` is how the object-centric peers compute it (Accurate-Interpretable-VAD's ``macro_auc``,
+  Jigsaw-VAD's ``compute_auc_average``): *every* video, single-class or not, gets one extra normal frame scored 0
+  and one extra abnormal frame scored the float maximum before its AUC, so an all-normal video counts 1.0 and a
+  mixed video's AUC rises a little. It assumes non-negative scores (both pipelines min-max them to [0, 1]).
 - **Average precision** (XD-Violence): area under the precision-recall curve as scikit-learn's
-  ``average_precision_score`` computes it, ``sum_n (R_n - R_{n-1}) P_n`` over descending distinct thresholds.
+  ``average_precision_score`` computes it, ``sum_n (R_n - R_{n-1}) P_n`` over descending distinct thresholds;
+  the XD-Violence peers' code reports the trapezoidal area instead (:func:`average_precision_trapezoid`).
 - **Anticipation labels** (NWPU VAA): ``G_alpha(t) = max_{k=1..alpha} g[t+k]`` for ``t = 0 .. T-alpha-1``;
   anticipation AUC is the micro AUC of window scores against these labels.
 
 Post-processing (ADSM Eqs. 15-16 and common VAD practice): per-video min-max normalisation, segment max-pooling,
-optional 1-D Gaussian smoothing, snippet-to-frame expansion.
+optional 1-D Gaussian smoothing (the one smoothing function every method uses), snippet-to-frame expansion.
 
 All functions take numpy-convertible arrays; per-video inputs are sequences of 1-D arrays.
 
@@ -25,15 +30,17 @@ Example:
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
 
-#: What macro AUC does with a video whose labels are all one class:
-#: ``"skip"`` leaves it out of the average (the default; what the ADSM/SSMTL-style macro evaluations do),
-#: ``"pad"`` appends one normal frame scored min-1 and one abnormal frame scored max+1 (a "dummy frame" trick,
-#: which makes such a video count as perfectly ranked), ``"error"`` raises.
-SINGLE_CLASS_POLICIES = ("skip", "pad", "error")
+#: What macro AUC does with videos whose labels are all one class:
+#: ``"pad_all"`` pads every video with a normal frame scored 0 and an abnormal frame scored ``sys.float_info.max``
+#: (the peers' macro AUC, see the module docstring), ``"skip"`` leaves single-class videos out of the average
+#: (the other reading of "macro AUC"; reported beside ``pad_all``), ``"error"`` raises.
+SINGLE_CLASS_POLICIES = ("pad_all", "skip", "error")
+PAD_NORMAL_SCORE, PAD_ABNORMAL_SCORE = 0.0, sys.float_info.max
 
 
 def _as_1d(x, name: str) -> np.ndarray:
@@ -80,8 +87,9 @@ def roc_auc(scores, labels) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def average_precision(scores, labels) -> float:
-    """Average precision ``sum_n (R_n - R_{n-1}) P_n`` (equals sklearn's average_precision_score)."""
+def _pr_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall at each distinct score threshold, highest threshold first (sklearn's
+    ``precision_recall_curve`` without its final ``(recall 0, precision 1)`` point)."""
     s, y = _check_pair(scores, labels)
     n_pos = int(y.sum())
     if n_pos == 0:
@@ -92,9 +100,23 @@ def average_precision(scores, labels) -> float:
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), s.size - 1]
     tps = np.cumsum(y_sorted)[last]
     fps = (last + 1) - tps
-    precision = tps / (tps + fps)
-    recall = tps / n_pos
+    return tps / (tps + fps), tps / n_pos
+
+
+def average_precision(scores, labels) -> float:
+    """Average precision ``sum_n (R_n - R_{n-1}) P_n`` (equals sklearn's average_precision_score)."""
+    precision, recall = _pr_curve(scores, labels)
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def average_precision_trapezoid(scores, labels) -> float:
+    """Area under the precision-recall curve by the trapezoidal rule, from the point ``(recall 0, precision 1)``:
+    what the XD-Violence peers report as AP (``sklearn.metrics.auc(recall, precision)`` of
+    ``precision_recall_curve``, in XDVioDet's ``test.py``, UR-DMU's ``xd_test.py``, RTFM's ``test_10crop.py``).
+    It interpolates linearly between thresholds, so it is not :func:`average_precision`'s step sum."""
+    precision, recall = _pr_curve(scores, labels)
+    p, r = np.r_[1.0, precision], np.r_[0.0, recall]
+    return float(np.sum(np.diff(r) * (p[1:] + p[:-1]) / 2))
 
 
 def _concat(per_video_scores: Sequence, per_video_labels: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +135,10 @@ def frame_auc_micro(per_video_scores: Sequence, per_video_labels: Sequence) -> f
 
 
 def frame_auc_macro(per_video_scores: Sequence, per_video_labels: Sequence, single_class: str = "skip") -> float:
-    """Macro frame AUC: the mean of per-video ROC-AUCs; ``single_class`` in :data:`SINGLE_CLASS_POLICIES`."""
+    """Macro frame AUC: the mean of per-video ROC-AUCs; ``single_class`` in :data:`SINGLE_CLASS_POLICIES`.
+
+    With ``"pad_all"`` video ``v``'s AUC is computed on ``[0, s_v..., float_max]`` against ``[0, y_v..., 1]``.
+    """
     if single_class not in SINGLE_CLASS_POLICIES:
         raise ValueError(f"single_class={single_class!r}; choose one of {SINGLE_CLASS_POLICIES}")
     if len(per_video_scores) != len(per_video_labels):
@@ -121,24 +146,44 @@ def frame_auc_macro(per_video_scores: Sequence, per_video_labels: Sequence, sing
     aucs = []
     for i, (scores, labels) in enumerate(zip(per_video_scores, per_video_labels)):
         s, y = _check_pair(scores, labels, f"video {i}: ")
-        if y.size and 0 < y.sum() < y.size:
+        if single_class == "pad_all":
+            aucs.append(roc_auc(np.r_[PAD_NORMAL_SCORE, s, PAD_ABNORMAL_SCORE], np.r_[0, y, 1]))
+        elif y.size and 0 < y.sum() < y.size:
             aucs.append(roc_auc(s, y))
         elif single_class == "error":
             raise ValueError(f"video {i}: all {y.size} frames have label {int(y[0]) if y.size else '?'}; "
-                             f"macro AUC is undefined (use single_class='skip' or 'pad')")
-        elif single_class == "pad" and y.size:
-            s = np.r_[s.min() - 1.0, s, s.max() + 1.0]
-            y = np.r_[0, y, 1]
-            aucs.append(roc_auc(s, y))
+                             f"macro AUC is undefined (use single_class='skip' or 'pad_all')")
     if not aucs:
         raise ValueError("macro AUC: no video has both normal and abnormal frames")
     return float(np.mean(aucs))
+
+
+def macro_auc_report(per_video_scores: Sequence, per_video_labels: Sequence, single_class: str) -> dict:
+    """``{"auc_macro": <single_class policy>, "auc_macro_pad_all": ..., "auc_macro_skip": ...}``.
+
+    The two readings of macro AUC differ on sets with all-normal videos (NWPU Campus, ShanghaiTech), so both are
+    reported; ``auc_macro_skip`` is left out when no video has both classes.
+    """
+    out = {"auc_macro": frame_auc_macro(per_video_scores, per_video_labels, single_class),
+           "auc_macro_pad_all": frame_auc_macro(per_video_scores, per_video_labels, "pad_all")}
+    try:
+        out["auc_macro_skip"] = frame_auc_macro(per_video_scores, per_video_labels, "skip")
+    except ValueError:
+        pass
+    return out
 
 
 def frame_ap(per_video_scores: Sequence, per_video_labels: Sequence) -> float:
     """Frame-level average precision over all videos concatenated (the XD-Violence protocol)."""
     s, y = _concat(per_video_scores, per_video_labels)
     return average_precision(s, y)
+
+
+def frame_ap_trapezoid(per_video_scores: Sequence, per_video_labels: Sequence) -> float:
+    """Frame-level trapezoidal AP over all videos concatenated (the XD-Violence peers' number, see
+    :func:`average_precision_trapezoid`)."""
+    s, y = _concat(per_video_scores, per_video_labels)
+    return average_precision_trapezoid(s, y)
 
 
 # ----------------------------------------------------------------------------------------------- anticipation
@@ -221,3 +266,11 @@ def expand_snippets(snippet_scores, snippet_len: int = 16, num_frames: int | Non
     if s.size == 0:
         raise ValueError("cannot expand an empty snippet score array to a positive number of frames")
     return np.r_[frames, np.full(num_frames - frames.size, s[-1])]
+
+
+def per_video_report(names: Sequence[str], per_video_scores: Sequence, per_video_labels: Sequence) -> list[dict]:
+    """One record per test video for ``mmreason eval --output``: its name, its frame scores and its own ROC-AUC
+    (``pad_all`` reading, so an all-normal video scores 1.0 as in :func:`frame_auc_macro`)."""
+    return [{"video": name, "frame_scores": np.asarray(s, dtype=np.float32),
+             "auc_pad_all": frame_auc_macro([s], [y], "pad_all"), "abnormal_frames": int(np.sum(y))}
+            for name, s, y in zip(names, per_video_scores, per_video_labels)]

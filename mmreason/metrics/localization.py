@@ -17,6 +17,11 @@
   Pairs whose subset holds no positive of ``c_i`` are skipped; an undefined precision (nothing predicted)
   counts as 0. ``P_AC``, ``R_AC`` and ``mAP_AC`` are means over the valid pairs (x100);
   ``F1_AC = 2 P R / (P + R + 1e-9)`` from those means, as MLAD's ``get_f1``.
+  :func:`conditional_matrices` returns the per-pair ``[C, C]`` matrices behind them (MLAD's
+  ``conditional_t(..., avg=False)``), ``[i, j]`` = class ``c_i`` where ``c_j`` is present.
+- **Sampled 25 frames** (MS-TCT ``sampled_25``, an approximation of the Charades localization protocol): of a
+  video with ``T > 25`` valid snippets keep snippets ``1, 1 + s, 1 + 2 s, ...`` (``s = int(T / 25)``), the
+  first 25 of them; shorter videos are left out.
 
 Example:
     >>> import numpy as np
@@ -106,6 +111,11 @@ class APMeter:
         self._scores.append(s.astype(np.float64))
         self._labels.append(y.astype(np.float64))
 
+    @property
+    def size(self) -> int:
+        """Frames added so far."""
+        return sum(len(s) for s in self._scores)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._scores:
             raise ValueError("APMeter is empty: add() scores before asking for its value")
@@ -167,11 +177,16 @@ def conditional_masks(labels: Sequence[np.ndarray], t: int) -> np.ndarray:
     return np.concatenate(out).astype(np.uint8)
 
 
-def conditional_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], t: int = 0,
-                        threshold: float = 0.5) -> dict[str, float]:
-    """MLAD's action-conditional ``precision``, ``recall``, ``f1`` and ``mAP`` (percent) at offset ``t``.
+def conditional_matrices(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], t: int = 0,
+                         threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """MLAD's per-pair action-conditional matrices at offset ``t`` (``conditional_t(..., avg=False)``).
 
-    ``scores`` and ``labels`` are per-video ``[T_v, C]`` arrays (probabilities and 0/1 labels).
+    ``scores`` and ``labels`` are per-video ``[T_v, C]`` arrays. Returns ``[C, C]`` float arrays where entry
+    ``[i, j]`` is about class ``c_i`` on the frames where ``c_j`` is present (see :func:`conditional_masks`):
+    ``precision`` and ``recall`` of ``c_i`` thresholded at ``threshold`` (precision 0 when nothing is predicted,
+    as scikit-learn's default), ``ap`` (scikit-learn's average precision), all NaN where the pair does not count
+    (``i == j`` or no positive of ``c_i`` there; MLAD writes -1), and ``support``, the positives of ``c_i``
+    there (MLAD's ``n_occurs``).
     """
     if len(scores) != len(labels):
         raise ValueError(f"{len(scores)} score arrays for {len(labels)} label arrays")
@@ -181,7 +196,8 @@ def conditional_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
         raise ValueError(f"scores {s.shape} and labels {y.shape} must both be [N, C] after concatenation")
     cond = conditional_masks(labels, t)
     num_classes = s.shape[1]
-    precisions, recalls, aps = [], [], []
+    out = {k: np.full((num_classes, num_classes), np.nan) for k in ("precision", "recall", "ap")}
+    out["support"] = np.zeros((num_classes, num_classes))
     for j in range(num_classes):
         rows = cond[:, j] == 1
         if not rows.any():
@@ -194,12 +210,39 @@ def conditional_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarra
                 continue
             tp = float(np.sum(predicted[:, i] & (y_sub[:, i] == 1)))
             n_pred = float(predicted[:, i].sum())
-            precisions.append(tp / n_pred if n_pred > 0 else 0.0)
-            recalls.append(tp / support)
+            out["support"][i, j] = support
+            out["precision"][i, j] = tp / n_pred if n_pred > 0 else 0.0
+            out["recall"][i, j] = tp / support
             ap = sklearn_average_precision(y_sub[:, i], s_sub[:, i])
-            aps.append(0.0 if np.isnan(ap) else ap)
-    if not precisions:
+            out["ap"][i, j] = 0.0 if np.isnan(ap) else ap
+    return out
+
+
+def conditional_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray], t: int = 0,
+                        threshold: float = 0.5) -> dict[str, float]:
+    """MLAD's action-conditional ``precision``, ``recall``, ``f1`` and ``mAP`` (percent) at offset ``t``: the
+    means of :func:`conditional_matrices` over the pairs that count (``pairs``).
+
+    ``scores`` and ``labels`` are per-video ``[T_v, C]`` arrays (probabilities and 0/1 labels).
+    """
+    return conditional_summary(conditional_matrices(scores, labels, t, threshold))
+
+
+def conditional_summary(m: dict[str, np.ndarray]) -> dict[str, float]:
+    """``precision``, ``recall``, ``f1``, ``mAP`` (percent) and ``pairs`` from :func:`conditional_matrices`."""
+    valid = ~np.isnan(m["precision"])
+    if not valid.any():
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "mAP": 0.0, "pairs": 0}
-    p, r = float(np.mean(precisions)), float(np.mean(recalls))
+    p, r = float(m["precision"][valid].mean()), float(m["recall"][valid].mean())
     return {"precision": 100 * p, "recall": 100 * r, "f1": 100 * 2 * p * r / (p + r + 1e-9),
-            "mAP": 100 * float(np.mean(aps)), "pairs": len(precisions)}
+            "mAP": 100 * float(m["ap"][valid].mean()), "pairs": int(valid.sum())}
+
+
+def sampled_25(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """MS-TCT's ``sampled_25`` of one video's valid ``[T, C]`` scores and labels: 25 frames starting at frame 1
+    with step ``int(T / 25)``; None when ``T <= 25`` (MS-TCT leaves those videos out)."""
+    length = len(scores)
+    if length <= 25:
+        return None
+    step = int(length / 25.0)
+    return np.asarray(scores)[1::step][:25], np.asarray(labels)[1::step][:25]

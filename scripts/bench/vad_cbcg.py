@@ -1,8 +1,10 @@
 """CBCG training-epoch time against the cross-batch memory size (mmreason.methods.cbcg).
 
 Prints one JSON object per setting: the top-k MIL baseline (``use_clustering=false``) first, then CBCG with memory
-sizes 0 (batch clustering only), ... Each line has ``epoch_s`` (median over ``--repeats`` epochs, after one
-warm-up epoch) and ``ratio_vs_memory0`` / ``ratio_vs_baseline``, measured in the same run.
+sizes 0 (batch clustering only), ..., then CBCG (memory 1024) clustering the backbone features instead of the
+snippet features and CBCG with RTFM's temporal backbone (``backbone=mtn``). Each line has ``epoch_s`` (median over
+``--repeats`` epochs, after one warm-up epoch) and ``ratio_vs_memory0`` / ``ratio_vs_baseline``, measured in the
+same run.
 
     python scripts/bench/vad_cbcg.py                       # synthetic 2048-d bags, a few minutes on 2 cores
     python scripts/bench/vad_cbcg.py --videos 800 --memory 0 1024 4096 16384 65536 --threads 16
@@ -69,6 +71,12 @@ def main() -> None:
         print(json.dumps({"setting": "cbcg", "memory_size": size, "epoch_s": round(t, 4),
                           "ratio_vs_memory0": round(t / memory0, 3), "ratio_vs_baseline": round(t / baseline, 3),
                           **common}), flush=True)
+    for setting, override in (("cbcg_cluster_on_backbone", "model.cluster_on=backbone"),
+                              ("cbcg_backbone_mtn", "model.backbone=mtn")):
+        t = epoch_seconds(apply_overrides(base, ["model.memory_size=1024", override]), dataset, args.batch_size,
+                          args.repeats)
+        print(json.dumps({"setting": setting, "memory_size": 1024, "epoch_s": round(t, 4),
+                          "ratio_vs_baseline": round(t / baseline, 3), **common}), flush=True)
 
 
 if __name__ == "__main__":

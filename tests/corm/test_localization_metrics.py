@@ -4,8 +4,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
-from mmreason.metrics.localization import (APMeter, conditional_masks, conditional_metrics, frame_average_precision,
-                                           frame_map, sklearn_average_precision)
+from mmreason.metrics.localization import (APMeter, conditional_masks, conditional_matrices, conditional_metrics,
+                                           frame_average_precision, frame_map, sampled_25, sklearn_average_precision)
 
 
 def _random_case(seed, n=300, c=6):
@@ -82,8 +82,9 @@ def test_conditional_metrics_t2_hand_computed():
     assert (out["precision"], out["recall"], out["f1"], out["mAP"]) == pytest.approx((0, 0, 0, 100))
 
 
-def _mlad_reference(scores, labels, t, thresh=0.5):
-    """MLAD's algorithm written with scikit-learn's own metrics (the reference implementation's calls)."""
+def _mlad_reference(scores, labels, t, thresh=0.5, matrices=False):
+    """MLAD's algorithm written with scikit-learn's own metrics (the reference implementation's calls);
+    ``matrices=True``: its avg=False output, [C, C] precision / recall / AP with -1 where a pair does not count."""
     y_pred, y_gt = np.concatenate(scores), np.concatenate(labels).astype(np.uint8)
     if t == 0:
         cond = y_gt
@@ -97,8 +98,11 @@ def _mlad_reference(scores, labels, t, thresh=0.5):
         cond = np.concatenate(cond)
     n_classes = y_gt.shape[1]
     prec, rec, aps = [], [], []
+    mats = np.full((3, n_classes, n_classes), -1.0)
     for j in range(n_classes):
         rows = cond[:, j] == 1
+        if not rows.any():     # MLAD's code raises here (scikit-learn on an empty subset); nothing counts
+            continue
         p, r, _, n = precision_recall_fscore_support(y_gt[rows], (y_pred[rows] >= thresh).astype(np.uint8),
                                                      average=None, zero_division=0)
         with np.errstate(all="ignore"):
@@ -109,11 +113,14 @@ def _mlad_reference(scores, labels, t, thresh=0.5):
         for i in range(n_classes):
             if i != j and n[i] > 0:
                 prec.append(p[i]); rec.append(r[i]); aps.append(0 if np.isnan(ap[i]) else ap[i])
+                mats[:, i, j] = prec[-1], rec[-1], aps[-1]
+    if matrices:
+        return mats
     P, R = np.mean(prec), np.mean(rec)
     return 100 * P, 100 * R, 100 * 2 * P * R / (P + R + 1e-9), 100 * np.mean(aps)
 
 
-@pytest.mark.parametrize("t", [0, 20])
+@pytest.mark.parametrize("t", [0, 20, 40])
 def test_conditional_metrics_match_sklearn_reference(t):
     rng = np.random.default_rng(t)
     labels = [(rng.random((length, 5)) < 0.3).astype(np.int64) for length in (80, 120, 50)]
@@ -121,6 +128,32 @@ def test_conditional_metrics_match_sklearn_reference(t):
     out = conditional_metrics(scores, labels, t=t)
     ref = _mlad_reference(scores, labels, t)
     assert (out["precision"], out["recall"], out["f1"], out["mAP"]) == pytest.approx(ref, abs=1e-9)
+
+
+def test_conditional_matrices_match_mlad_per_pair():
+    rng = np.random.default_rng(7)
+    labels = [(rng.random((length, 4)) < 0.3).astype(np.int64) for length in (60, 90)]
+    labels[0][:, 3] = 0
+    labels[1][:, 3] = 0                                  # class 3 never occurs: its row and column do not count
+    scores = [np.clip(0.4 * y + 0.7 * rng.random(y.shape), 0, 1) for y in labels]
+    for t in (0, 20):
+        m = conditional_matrices(scores, labels, t=t)
+        ref = _mlad_reference(scores, labels, t, matrices=True)
+        for k, name in enumerate(("precision", "recall", "ap")):
+            assert np.array_equal(np.isnan(m[name]), ref[k] == -1)
+            assert m[name][ref[k] != -1] == pytest.approx(ref[k][ref[k] != -1], abs=1e-12)
+        assert np.isnan(m["precision"][3]).all() and np.isnan(m["precision"][:, 3]).all()
+    # support: positives of c_i among the frames labelled c_j (t = 0), hand-counted on the concatenation
+    y = np.concatenate(labels)
+    assert conditional_matrices(scores, labels)["support"][0, 1] == np.sum((y[:, 0] == 1) & (y[:, 1] == 1))
+
+
+def test_sampled_25_picks_frames_as_mstct():
+    scores = np.arange(60, dtype=float)[:, None].repeat(2, 1)
+    picked, labels = sampled_25(scores, np.zeros((60, 2)))
+    assert picked[:, 0].tolist() == list(range(1, 50, 2))          # step int(60 / 25) = 2 from frame 1
+    assert sampled_25(scores[:26], scores[:26])[0][:, 0].tolist() == list(range(1, 26))   # step 1
+    assert sampled_25(scores[:25], scores[:25]) is None                                   # too short: left out
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mmreason.data.multilabel import (DataFileError, MultiLabelTAL, SyntheticCooccurrenceTAL, cooccurrence_matrix,
-                                      pad_collate, pool_frame_labels, read_class_list, readable_class_name,
-                                      segments_to_multihot)
+                                      gaussian_heatmap, label_runs, pad_collate, pool_frame_labels, read_class_list,
+                                      readable_class_name, segments_to_multihot)
 
 
 @pytest.fixture()
@@ -87,6 +87,9 @@ def test_class_lists_in_the_datasets_formats(tmp_path):
     thumos = tmp_path / "class_list.txt"
     thumos.write_text("1 BaseballPitch\n2 BasketballDunk\n")
     assert read_class_list(thumos) == ["BaseballPitch", "BasketballDunk"]
+    charades = tmp_path / "Charades_v1_classes.txt"                  # Charades: 'c000 <name>', ids from 0
+    charades.write_text("c001 Holding some clothes\nc000 Holding a book\nc002 Putting clothes somewhere\n")
+    assert read_class_list(charades) == ["Holding a book", "Holding some clothes", "Putting clothes somewhere"]
     plain = tmp_path / "names.txt"
     plain.write_text("Abuse\nArrest\n\n")
     assert read_class_list(plain) == ["Abuse", "Arrest"]
@@ -100,6 +103,61 @@ def test_pad_collate_pads_and_masks(crafted):
     assert batch["features"].shape == (2, 10, 4) and batch["labels"].shape == (2, 10, 3)
     assert batch["mask"].sum(1).tolist() == [8.0, 10.0]
     assert torch.all(batch["features"][0, 8:] == 0) and batch["videos"] == ["vid_b", "vid_a"]
+    assert batch["heatmap"].shape == (2, 10, 3) and torch.equal(batch["heatmap"][1], ds[0]["heatmap"])
+
+
+def _mstct_heatmap_reference(actions, num_snippets, num_classes, fps, gamma=0.5, tau=4, k=1.0):
+    """MS-TCT's make_dataset heat-map loop as its code runs it: scan the snippets for the one just past the
+    midpoint (fr / fps < mid < (fr + 1) / fps -> center fr + 1), radius int(int((end - start) fps) / gamma),
+    Gaussian exp(-x^2 / sigma^2) with sigma = diameter / tau, written into the map with a running maximum."""
+    hmap = np.zeros((num_snippets, num_classes), np.float32)
+    for cls, start, end in actions:
+        if end < start:
+            continue
+        mid = (start + end) / 2
+        for fr in range(num_snippets):
+            if (fr + 1) / fps > mid and fr / fps < mid:
+                center, radius = fr + 1, int(int((end - start) * fps) / gamma)
+                diameter = 2 * radius + 1
+                x = np.arange(diameter) - radius
+                g = np.exp(-(x * x) / (diameter / tau) ** 2)
+                g[g < np.finfo(g.dtype).eps * g.max()] = 0
+                for offset in range(-radius, radius + 1):
+                    if 0 <= center + offset < num_snippets:
+                        hmap[center + offset, cls] = max(hmap[center + offset, cls], k * g[offset + radius])
+    return hmap
+
+
+def test_gaussian_heatmap_is_mstct_ground_truth():
+    # one segment over snippets 2..7 (fps 1): mid 4.5 -> peak at 5; radius int(5 / 0.5) = 10; sigma 21 / 4
+    heat = gaussian_heatmap([(0, 2.0, 7.0)], 12, 2)
+    expected = np.exp(-((np.arange(12) - 5.0) ** 2) / 5.25 ** 2)
+    assert heat[:, 0] == pytest.approx(expected, rel=1e-6) and heat[5, 0] == 1.0 and heat[:, 1].sum() == 0
+    # a zero-length segment is a single peak; overlapping peaks of one class keep the maximum
+    point = gaussian_heatmap([(1, 3.2, 3.2), (1, 3.4, 3.6)], 8, 2)[:, 1]
+    assert point.tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+    # equals MS-TCT's own loop on random segments (seconds, fps 2.5) whose midpoints fall between snippets
+    rng = np.random.default_rng(0)
+    actions = [(int(rng.integers(3)), *sorted(rng.uniform(0, 20, 2))) for _ in range(12)]
+    actions = [(c, s, e) for c, s, e in actions if ((s + e) / 2 * 2.5) % 1 > 1e-6]
+    ours = gaussian_heatmap([(c, s * 2.5, e * 2.5) for c, s, e in actions], 50, 3)
+    assert ours == pytest.approx(_mstct_heatmap_reference(actions, 50, 3, fps=2.5), abs=1e-6)
+
+
+def test_heatmaps_follow_the_annotation_and_frame_labels(crafted):
+    ds = MultiLabelTAL(crafted / "ann.json", crafted / "feats", "training", 3)
+    # vid_a, fps 2: [1, 1.0, 3.0] is snippets 2..6 (mid 4, radius int(4 / 0.5) = 8, sigma 17 / 4);
+    # [2, 3.0, 1.0] (end before start) is skipped, as MS-TCT's loader does
+    heat = ds[0]["heatmap"].numpy()
+    assert heat[:, 1] == pytest.approx(np.exp(-((np.arange(10) - 4.0) ** 2) / 4.25 ** 2), rel=1e-6)
+    assert heat[:, 2].sum() == 0
+    # frame-level labels: each run a..b of positives is the segment (a - 0.5, b + 0.5)
+    labels = np.zeros((10, 2), np.float32)
+    labels[3:6, 0] = 1
+    labels[8, 1] = 1
+    assert label_runs(labels) == [(0, 2.5, 5.5), (1, 7.5, 8.5)]
+    synthetic = SyntheticCooccurrenceTAL(2, seed=0)[0]
+    assert synthetic["heatmap"].max() == 1.0 and (synthetic["heatmap"][synthetic["labels"] == 0] < 1).all()
 
 
 def test_training_crops(crafted):
@@ -109,6 +167,7 @@ def test_training_crops(crafted):
     start = int(item["features"][0, 0].item()) // 4          # features are arange: row r starts at 4 r
     assert item["features"].shape == (4, 4)
     assert torch.equal(item["labels"], torch.from_numpy(ds.labels[0][start:start + 4]))
+    assert torch.equal(item["heatmap"], torch.from_numpy(ds.heatmaps[0][start:start + 4]))
 
 
 def test_synthetic_set_is_deterministic_with_built_in_cooccurrence():

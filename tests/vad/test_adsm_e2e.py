@@ -29,7 +29,7 @@ def test_adsm_tiny_config_trains_and_reloads(tmp_path, one_torch_thread):
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # it trained
     final = result.eval_history[-1]["metrics"]
-    assert 0.0 <= final["auc_micro"] <= 1.0 and final["num_videos"] == 4
+    assert final["num_videos"] == 4
 
     fresh = METHOD.build_model(cfg)
     load_checkpoint(fresh, Path(cfg.train.output_dir) / "checkpoints" / "step_0000020")
@@ -38,35 +38,16 @@ def test_adsm_tiny_config_trains_and_reloads(tmp_path, one_torch_thread):
     assert again["auc_macro"] == pytest.approx(final["auc_macro"], abs=1e-6)
 
 
-def test_adsm_object_crop_pipeline_on_a_shanghaitech_tree(tmp_path):
+def test_adsm_object_crop_pipeline_on_a_shanghaitech_tree(sht_object_tree, tmp_path):
     """Frame folders -> detections -> track cache -> object clips -> ADSM scores -> frame AUC (real-data path)."""
-    import numpy as np
-    from PIL import Image
+    from mmreason.data.vad import TrackCache
 
-    from mmreason.data.vad import TrackCache, fill_track_cache, list_frame_folder_videos
-
-    rng = np.random.default_rng(0)
-    root = tmp_path / "sht"
-    names = {"training": ["01_001", "02_001"], "testing": ["01_0014", "02_0002"]}
-    for split, videos in names.items():
-        for name in videos:
-            (root / split / "frames" / name).mkdir(parents=True)
-            for t in range(10):
-                Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / split / "frames" / name / f"{t:03d}.jpg")
-    (root / "testing/test_frame_mask").mkdir()
-    np.save(root / "testing/test_frame_mask/01_0014.npy", np.r_[np.zeros(5), np.ones(5)].astype(int))
-    np.save(root / "testing/test_frame_mask/02_0002.npy", np.r_[np.ones(3), np.zeros(7)].astype(int))
-    for split, folder in (("train", "train"), ("test", "test")):
-        videos = list_frame_folder_videos(root, "shanghaitech", split)
-        # one object per frame drifting right, plus a second object in the first 6 frames
-        dets = {v.name: np.array([[t, 2 + t, 4, 22 + t, 28, 0.9] for t in range(10)]
-                                 + [[t, 40, 20, 60, 44, 0.8] for t in range(6)], float) for v in videos}
-        fill_track_cache(TrackCache(tmp_path / "tracks" / folder), videos, dets, crop_size=32)
-
+    root, tracks = sht_object_tree
+    assert set(TrackCache(tracks / "train").read("01_001").track_id.tolist()) == {7, 9}  # the tracker's own ids
     overrides = {"model": dict(image_size=32, patch_size=8, num_frames=4, hidden_dim=32, depth=1, num_heads=4,
                                cond_dim=32, num_scenes=13, num_levels=3),
                  "data": dict(dataset="shanghaitech", root=str(root), input="object_crops",
-                              track_cache=str(tmp_path / "tracks")),
+                              track_cache=str(tracks)),
                  "eval": dict(batch_size=16, segment_len=2)}
     cfg = apply_overrides(AdsmExperiment(), overrides)
     train = METHOD.build_dataset(cfg, "train")
@@ -77,12 +58,14 @@ def test_adsm_object_crop_pipeline_on_a_shanghaitech_tree(tmp_path):
     for p in model.parameters():  # an untrained but non-trivial network
         torch.nn.init.normal_(p, std=0.05)
     metrics = METHOD.evaluate(model, cfg, "test", None)
-    assert metrics["num_videos"] == 2 and metrics["num_clips"] == 20 and 0 <= metrics["auc_micro"] <= 1
+    assert metrics["num_videos"] == 2 and metrics["num_clips"] == 20
+    # both readings of macro AUC on two mixed videos: pad_all adds one easy pair per video, so it is >= skip
+    assert metrics["auc_macro"] == metrics["auc_macro_pad_all"] >= metrics["auc_macro_skip"]
 
-    with pytest.raises(ValueError, match="32px crops but model.image_size=64"):
+    with pytest.raises(ValueError, match="32px crops but the model.s image_size is 64"):
         METHOD.build_dataset(apply_overrides(cfg, ["model.image_size=64"]), "test")
     with pytest.raises(ValueError, match="track_cache"):
         METHOD.build_dataset(apply_overrides(cfg, ["data.track_cache="]), "test")
     with pytest.raises(FileNotFoundError, match="02_0002"):
-        (tmp_path / "tracks/test/02_0002.tracks.npz").unlink()
+        (tracks / "test/02_0002.tracks.npz").unlink()
         METHOD.build_dataset(cfg, "test")

@@ -178,3 +178,46 @@ def test_frame_scores_from_clips_hand_case():
     assert np.allclose(frame_scores_from_clips(4, clip_frames, clip_scores, pooled), [1, 1, 1, 0])
     with pytest.raises(ValueError, match="level_weights"):
         frame_scores_from_clips(4, clip_frames, clip_scores, AdsmEvalConfig(level_weights=[1.0]))
+
+
+def test_bf16_rounds_away_the_lowest_noise_level():
+    """Why ADSM trains in full precision (``train.mixed_precision: no``): under bf16 autocast the NCST's first
+    layer sees x~ = x + sigma eps rounded to bf16's 8 significant bits (steps of 2^-8 near 0.5). At the paper's
+    sigma_min = 1e-3 most of the noise vanishes and what is left is mostly rounding error; at 0.1 it survives."""
+    from mmreason.methods.adsm import AdsmExperiment
+
+    g = torch.Generator().manual_seed(0)
+    x = 0.05 + 0.9 * torch.rand(100_000, generator=g)  # pixel values in [0.05, 0.95]
+    eps = torch.randn(100_000, generator=g)
+
+    def seen_noise(sigma: float, dtype: torch.dtype) -> torch.Tensor:  # the noise the network actually receives
+        return ((x + sigma * eps).to(dtype).float() - x.to(dtype).float()) / sigma
+
+    rel_err = lambda noise: ((noise - eps).norm() / eps.norm()).item()
+    low = seen_noise(1e-3, torch.bfloat16)
+    assert (low == 0).float().mean() > 0.5  # measured 0.63 of the entries carry no noise at all
+    assert rel_err(low) > 1.0  # measured 1.12: more rounding error than noise
+    assert rel_err(seen_noise(1e-3, torch.float32)) < 1e-3
+    assert rel_err(seen_noise(0.1, torch.bfloat16)) < 0.02  # measured 0.012: only the lowest levels are destroyed
+    assert AdsmExperiment().train.mixed_precision == "no"
+
+
+def test_adsm_modules_import_without_a_circle():
+    """model.py imports losses.py and patches.py; neither imports model.py back (issue 15, item 8)."""
+    import ast
+    from pathlib import Path
+
+    import mmreason.methods.adsm as pkg
+
+    folder = Path(pkg.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {node.module.rsplit(".", 1)[-1] for node in ast.walk(tree)
+                            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mmreason.methods.adsm.")}
+    assert "model" not in graph["losses"] and "model" not in graph["patches"]
+
+    def reaches(start: str, goal: str, seen=()) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen + (n,))) for n in graph.get(start, ()))
+
+    assert not [m for m in graph if reaches(m, m)]

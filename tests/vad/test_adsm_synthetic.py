@@ -69,7 +69,8 @@ def results():
 def test_adsm_detects_scene_dependent_anomalies(results):
     r = results["scene"]
     assert r["num_videos"] == 16
-    assert r["auc_micro"] > 0.65 and r["auc_macro"] > 0.65, r  # seen: 0.75 / 0.77
+    # seen: micro 0.75, macro 0.83 (pad_all, the default) / 0.77 (skip)
+    assert r["auc_micro"] > 0.65 and r["auc_macro_pad_all"] > 0.7 and r["auc_macro_skip"] > 0.65, r
 
 
 @pytest.mark.slow

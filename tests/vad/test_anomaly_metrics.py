@@ -4,8 +4,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from mmreason.metrics.anomaly import (anticipation_auc, anticipation_labels, average_precision, expand_snippets,
-                                      frame_ap, frame_auc_macro, frame_auc_micro, gaussian_smooth, minmax_normalize,
-                                      roc_auc, segment_max_pool)
+                                      frame_ap, frame_auc_macro, frame_auc_micro, gaussian_smooth, macro_auc_report,
+                                      minmax_normalize, roc_auc, segment_max_pool)
 
 
 def _random_videos(seed, n_videos=6):
@@ -49,13 +49,33 @@ def test_macro_auc_single_class_policies():
     scores = [np.array([0.1, 0.9, 0.2]), np.array([0.5, 0.4])]
     labels = [np.array([0, 1, 0]), np.array([0, 0])]
     assert frame_auc_macro(scores, labels, "skip") == pytest.approx(1.0)
-    # pad: the single-class video gets a dummy normal (min-1) and abnormal (max+1) frame -> AUC 1
-    assert frame_auc_macro([np.array([0.1, 0.9, 0.3]), scores[1]], [np.array([0, 0, 1]), labels[1]], "pad") \
-        == pytest.approx((0.5 + 1.0) / 2)
     with pytest.raises(ValueError, match="video 1"):
         frame_auc_macro(scores, labels, "error")
     with pytest.raises(ValueError, match="single_class"):
-        frame_auc_macro(scores, labels, "drop")
+        frame_auc_macro(scores, labels, "pad")
+
+
+def test_macro_auc_pad_all_hand_case():
+    """``pad_all`` (Accurate-Interpretable-VAD's macro_auc): every video gets a normal frame scored 0 and an abnormal
+    frame scored the float maximum. Hand counts of (positive > negative) pairs, ties 1/2."""
+    mixed = (np.array([0.5, 0.3, 0.9, 0.1]), np.array([0, 1, 1, 0]))
+    # unpadded: positives {0.3, 0.9} vs negatives {0.5, 0.1}: 3 of 4 pairs -> 0.75
+    # padded: positives {0.3, 0.9, MAX} vs negatives {0, 0.5, 0.1}: 2 + 3 + 3 of 9 pairs -> 8/9
+    all_normal = (np.array([0.7, 0.2]), np.array([0, 0]))     # MAX beats {0, 0.7, 0.2} -> 1
+    all_abnormal = (np.array([0.4, 0.6]), np.array([1, 1]))   # {0.4, 0.6, MAX} all beat {0} -> 1
+    tie = (np.array([0.0, 0.5]), np.array([1, 0]))           # pos {0, MAX} vs neg {0, 0.5}: 0.5 + 0 + 1 + 1 -> 2.5/4
+    videos = [mixed, all_normal, all_abnormal, tie]
+    s, y = [v[0] for v in videos], [v[1] for v in videos]
+    assert frame_auc_macro(s, y, "pad_all") == pytest.approx((8 / 9 + 1 + 1 + 0.625) / 4, abs=1e-12)
+    assert frame_auc_macro(s, y, "skip") == pytest.approx((0.75 + 0.0) / 2, abs=1e-12)  # tie video unpadded: 0
+    # the peers' own formula: sklearn on [0, s, float max] vs [0, y, 1], averaged over all videos
+    import sys
+    peers = np.mean([roc_auc_score(np.r_[0, yv, 1], np.r_[0, sv, sys.float_info.max]) for sv, yv in zip(s, y)])
+    assert frame_auc_macro(s, y, "pad_all") == pytest.approx(peers, abs=1e-12)
+    report = macro_auc_report(s, y, "pad_all")
+    assert report == {"auc_macro": pytest.approx(peers), "auc_macro_pad_all": pytest.approx(peers),
+                      "auc_macro_skip": pytest.approx(0.375)}
+    assert "auc_macro_skip" not in macro_auc_report([all_normal[0]], [all_normal[1]], "pad_all")
 
 
 def test_metric_input_errors():

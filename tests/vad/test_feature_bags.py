@@ -60,6 +60,13 @@ def test_xd_per_crop_layout_with_interval_annotations(tmp_path):
     y = by_name[names[0]].frame_labels
     assert y.shape == (64,) and y.sum() == 11 and y[10] == 1 and y[20] == 1 and y[21] == 0
     assert by_name[names[1]].frame_labels.sum() == 0
+    # XD-Violence's own gt.npy (XDVioDet make_gt.py) leaves the end frame out: frames 10..19
+    xd = attach_frame_labels(read_feature_list(tmp_path / "rgbtest.list"), tmp_path / "annotations.txt", "exclusive")
+    y = {v.name: v.frame_labels for v in xd}[names[0]]
+    assert y.sum() == 10 and y[19] == 1 and y[20] == 0
+    with pytest.raises(ValueError, match="interval_end"):
+        attach_frame_labels(videos, tmp_path / "annotations.txt", "open")
+    assert by_name[names[0]].num_crops() == 5  # from the .npy headers
 
 
 def test_readers_name_bad_inputs(tmp_path):
@@ -86,6 +93,11 @@ def test_mil_pairs_give_balanced_batches_of_32_segments():
     assert {a for _, a in ds.pairs} == {0, 1, 2} and {n for n, _ in ds.pairs} == set(range(5))
     with pytest.raises(ValueError, match="normal and abnormal"):
         MILBagDataset(videos[:5])
+    per_crop = MILBagDataset(videos, num_segments=32, seed=0, split_crops=True)  # 10 normal, 6 abnormal crop bags
+    assert len(per_crop) == 10 and per_crop[0]["normal"].shape == (1, 32, 8)
+    n, a = per_crop.pairs[0]
+    video, crop = per_crop.normal[n]
+    assert torch.equal(per_crop[0]["normal"][0], torch.from_numpy(resample_segments(video.features, 32))[:, crop])
 
 
 def test_gaussian_bags_are_deterministic_and_labelled():

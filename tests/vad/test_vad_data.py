@@ -185,3 +185,31 @@ def test_synthetic_squares_deterministic_and_scene_dependent():
     for v in a:
         t = int(np.flatnonzero(v.labels)[1])  # inside the abnormal interval the direction is the other scene's
         assert direction(v, t) == (-1 if v.scene == 0 else 1)
+
+
+def test_external_track_ids_are_kept(tmp_path):
+    """Detections that carry the tracker's own ids (ByteTrack in ADSM) keep them; the IoU tracker would have linked
+    these boxes differently (the two far-apart boxes of id 5 are one track, the overlapping 5 / 6 are two)."""
+    from mmreason.data.vad import fill_track_cache
+
+    root = tmp_path / "sht"
+    _make_tree(root, "shanghaitech", [], {"01_0014": np.zeros(3, int)})
+    det = tmp_path / "dets.csv"
+    det.write_text("video,frame,x1,y1,x2,y2,score,track_id\n01_0014,0,0,0,10,10,0.9,5\n01_0014,1,20,10,30,20,0.9,5\n"
+                   "01_0014,1,1,0,11,10,0.9,6\n01_0014,2,2,0,12,10,0.9,6\n")
+    detections = read_detections(det)
+    assert detections["01_0014"][:, 6].tolist() == [5, 5, 6, 6]
+    videos = list_frame_folder_videos(root, "shanghaitech", "test")
+    fill_track_cache(TrackCache(tmp_path / "ext"), videos, detections, crop_size=8)
+    tr = TrackCache(tmp_path / "ext").read("01_0014")
+    assert {k: tr.frame[v].tolist() for k, v in tr.tracks().items()} == {5: [0, 1], 6: [1, 2]}
+    fill_track_cache(TrackCache(tmp_path / "iou"), videos, {"01_0014": detections["01_0014"][:, :6]}, crop_size=8)
+    iou = TrackCache(tmp_path / "iou").read("01_0014")
+    assert sorted(iou.frame[v].tolist() for v in iou.tracks().values()) == [[0, 1, 2], [1]]
+
+    det.write_text("video,frame,x1,y1,x2,y2,track_id\n01_0014,0,0,0,10,10,5\n01_0014,1,0,0,10,10,\n")
+    with pytest.raises(ValueError, match="track_id on 1 of 2 rows"):
+        read_detections(det)
+    bad = {"01_0014": np.array([[0, 0, 0, 10, 10, 1, 3], [0, 5, 5, 15, 15, 1, 3]], float)}
+    with pytest.raises(ValueError, match="twice in one frame"):
+        fill_track_cache(TrackCache(tmp_path / "bad"), videos, bad, crop_size=8)

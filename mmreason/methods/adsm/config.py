@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mmreason.config import option
 from mmreason.engine.config import TrainConfig
+from mmreason.metrics.anomaly import SINGLE_CLASS_POLICIES
 
 
 @dataclass
@@ -49,6 +50,9 @@ class AdsmConfig:
     patch_reduction: str = option("sum", help="per-patch squared error: 'sum' over the d*d*c values (the paper's "
                                               "norm) or 'mean' (rescales the loss by 1/(d*d*c)) [reconstruction]",
                                   choices=("sum", "mean"))
+    autoregressive: bool = option(True, help="Algorithm 1: each level's noise goes into the previous level's "
+                                             "denoised clip (paper); False = into the original clip at every level "
+                                             "(plain multi-level DSM scoring, the ablation)")
     resample_noise: bool = option(False, help="draw fresh noise at every autoregressive step (False: one epsilon "
                                               "drawn before the loop, as Algorithm 1 is written) [reconstruction]")
     score_rule: str = option("norm_over_psnr", help="per-level anomaly score: ||s|| / PSNR(denoised, original) "
@@ -65,8 +69,10 @@ class AdsmConfig:
 class AdsmDataConfig:
     """Where clips come from: a frame-folder dataset (+ object-track cache) or synthetic moving squares."""
 
-    dataset: str = option("synthetic", help="which data", choices=("synthetic", "avenue", "shanghaitech", "nwpu_campus"))
-    root: str = option("", help="dataset root in the frame-folder layout of mmreason.data.vad")
+    dataset: str = option("synthetic", help="which data", choices=("synthetic", "avenue", "shanghaitech", "nwpu_campus",
+                                                                    "ubnormal"))
+    root: str = option("", help="dataset root in the frame-folder layout of mmreason.data.vad "
+                                "(scripts/prepare_vad_dataset.py converts the releases)")
     input: str = option("object_crops", help="'object_crops' (paper: tracked 160px crops from the track cache) or "
                                              "'frames' (whole frames resized to image_size)",
                         choices=("object_crops", "frames"))
@@ -105,8 +111,11 @@ class AdsmEvalConfig:
                                                                     "empty = uniform [reconstruction: not given]")
     smoothing_sigma: float = option(0.0, help="temporal Gaussian smoothing of the final frame score; 0 = off "
                                               "(ADSM mentions none) [reconstruction]")
-    macro_single_class: str = option("skip", help="macro AUC policy for single-class videos",
-                                     choices=("skip", "pad", "error"))
+    macro_single_class: str = option("pad_all", help="macro AUC as the object-centric peers compute it: "
+                                                    "'pad_all' pads every video with a normal frame scored 0 and an "
+                                                    "abnormal one scored the float maximum (all-normal videos count "
+                                                    "1.0); 'skip' leaves single-class videos out. Both are reported",
+                                     choices=SINGLE_CLASS_POLICIES)
     noise_seed: int = option(0, help="seed of the inference noise (each clip seeds from it and its index)")
     max_videos: int = option(0, help="evaluate only the first N test videos; 0 = all")
 
@@ -119,7 +128,9 @@ class AdsmExperiment:
     data: AdsmDataConfig = option(default_factory=AdsmDataConfig, help="training/test data")
     eval: AdsmEvalConfig = option(default_factory=AdsmEvalConfig, help="scoring and metrics")
     train: TrainConfig = option(default_factory=lambda: TrainConfig(
-        optimizer="adamax", lr=1e-4, lr_schedule="cosine", epochs=100, batch_size=20, weight_decay=0.0, eval_every=-1),
-        help="paper: Adamax, lr 1e-4, cosine annealing, 100 epochs, batch 20 (4 GPUs). No evaluation during "
-             "training by default "
-             "(VAD has no validation split; 'val' scores the test videos): run `mmreason eval` after training")
+        optimizer="adamax", lr=1e-4, lr_schedule="cosine", epochs=100, batch_size=20, weight_decay=0.0, eval_every=-1,
+        mixed_precision="no"),
+        help="paper: Adamax, lr 1e-4, cosine annealing, 100 epochs, batch 20 (4 GPUs). Full precision: bf16 autocast "
+             "rounds most of the sigma = 1e-3 noise away (bf16 keeps 8 significant bits: steps of 2^-8 = 0.0039 "
+             "near pixel value 0.5), so the lowest noise levels would train on clean clips. No evaluation during "
+             "training by default (VAD has no validation split; 'val' scores the test videos): run `mmreason eval`")

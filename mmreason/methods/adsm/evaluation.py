@@ -1,17 +1,15 @@
 """ADSM datasets and evaluation: clip scores -> frame scores (ADSM Eqs. 15-16) -> micro / macro frame AUC."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mmreason.data.vad import (LAYOUTS, ObjectClipDataset, TrackCache, VadClipDataset, list_frame_folder_videos,
-                               make_moving_square_videos)
+from mmreason.data.vad import (LAYOUTS, VadClipDataset, list_frame_folder_videos, make_moving_square_videos,
+                               object_clip_dataset)
 from mmreason.methods.adsm.config import AdsmEvalConfig, AdsmExperiment
-from mmreason.metrics.anomaly import (frame_auc_macro, frame_auc_micro, gaussian_smooth, minmax_normalize,
-                                      segment_max_pool)
+from mmreason.metrics.anomaly import (frame_auc_micro, gaussian_smooth, macro_auc_report, minmax_normalize,
+                                      per_video_report, segment_max_pool)
 
 
 def build_dataset(cfg: AdsmExperiment, split: str) -> Dataset:
@@ -40,17 +38,7 @@ def build_dataset(cfg: AdsmExperiment, split: str) -> Dataset:
         videos = videos[: cfg.eval.max_videos]
     if d.input == "frames":
         return VadClipDataset(videos, m.num_frames, stride, size=m.image_size)
-    if not d.track_cache:
-        raise ValueError("data.input=object_crops needs data.track_cache (fill it with scripts/fill_track_cache.py)")
-    cache = TrackCache(Path(d.track_cache) / ("train" if split == "train" else "test"))
-    meta = cache.root / "meta.json"
-    if meta.is_file():
-        import json
-
-        crop = json.loads(meta.read_text()).get("crop_size")
-        if crop != m.image_size:
-            raise ValueError(f"{meta}: the cache holds {crop}px crops but model.image_size={m.image_size}")
-    return ObjectClipDataset(cache, videos, m.num_frames, stride, d.min_track_len)
+    return object_clip_dataset(d.track_cache, split, videos, m.num_frames, stride, d.min_track_len, m.image_size)
 
 
 class _WithIndex(Dataset):
@@ -121,12 +109,6 @@ def frame_scores_from_clips(num_frames: int, clip_frames: np.ndarray, clip_score
     return gaussian_smooth(final / weights.sum(), eval_cfg.smoothing_sigma)
 
 
-def _clip_frame_indices(batch: dict, clip_len: int) -> torch.Tensor:
-    if "frames" in batch:
-        return batch["frames"]
-    return batch["start"][:, None] + torch.arange(clip_len)[None]
-
-
 @torch.no_grad()
 def score_dataset(model, dataset: Dataset, cfg: AdsmExperiment, accelerator=None) -> dict:
     """Score every clip: ``{"video": [M], "frames": [M, n], "scores": [M, L]}`` numpy arrays (gathered)."""
@@ -146,7 +128,7 @@ def score_dataset(model, dataset: Dataset, cfg: AdsmExperiment, accelerator=None
         if adsm.cfg.resample_noise:
             noise = noise.transpose(0, 1)  # [L, B, ...]
         s = adsm.anomaly_scores(clips, scene, noise=noise.to(device))
-        v, f = batch["video"].to(device), _clip_frame_indices(batch, adsm.cfg.num_frames).to(device)
+        v, f = batch["video"].to(device), batch["frames"].to(device)
         v, f, s = gather_for_eval(accelerator, (v, f, s))
         videos.append(v.cpu())
         frames.append(f.cpu())
@@ -168,12 +150,16 @@ def video_frame_scores(scored: dict, dataset: Dataset, eval_cfg: AdsmEvalConfig)
     return out
 
 
-def evaluate(model, cfg: AdsmExperiment, split: str = "test", accelerator=None) -> dict:
-    """Micro and macro frame AUC of ``model`` on the test (or val) videos."""
+def evaluate(model, cfg: AdsmExperiment, split: str = "test", accelerator=None, report: dict | None = None) -> dict:
+    """Micro frame AUC and macro frame AUC (``auc_macro`` by ``eval.macro_single_class``, and both readings
+    ``auc_macro_pad_all`` / ``auc_macro_skip``) of ``model`` on the test (or val) videos. ``report`` (``mmreason
+    eval --output``) receives each video's frame scores and AUC."""
     dataset = build_dataset(cfg, split)
     scored = score_dataset(model, dataset, cfg, accelerator)
     frame_scores = video_frame_scores(scored, dataset, cfg.eval)
     labels = [video.labels for video in dataset.videos]
+    if report is not None:
+        report["predictions"] = per_video_report([v.name for v in dataset.videos], frame_scores, labels)
     return {"auc_micro": frame_auc_micro(frame_scores, labels),
-            "auc_macro": frame_auc_macro(frame_scores, labels, cfg.eval.macro_single_class),
+            **macro_auc_report(frame_scores, labels, cfg.eval.macro_single_class),
             "num_videos": float(len(labels)), "num_clips": float(len(scored["video"]))}

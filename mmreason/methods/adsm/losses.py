@@ -13,7 +13,7 @@ import math
 import torch
 
 from mmreason.methods.adsm.config import AdsmConfig
-from mmreason.methods.adsm.model import motion_weights, patchify
+from mmreason.methods.adsm.patches import motion_weights, patchify
 
 
 def sample_sigmas(batch: int, cfg: AdsmConfig, device=None, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -13,7 +13,9 @@ Implemented:
 - Key-frame motion weighting (§1.4) and the block-wise weighted DSM loss with log-uniform sigma (§1.2, §1.4):
   see :mod:`mmreason.methods.adsm.losses`.
 - Autoregressive inference, Algorithm 1 (§1.6): noise is added to the previous *denoised* clip, one Tweedie
-  step ``x^ = x~ + sigma^2 s``, per-level score ``||s|| / PSNR(x^, x)``.
+  step ``x^ = x~ + sigma^2 s``, per-level score ``||s|| / PSNR(x^, x)`` (``autoregressive=False`` adds the noise
+  to the original clip at every level: the ablation).
+- Patches and motion weights live in :mod:`~mmreason.methods.adsm.patches`, shared with the loss.
 
 Reconstructions (config fields of :class:`~mmreason.methods.adsm.config.AdsmConfig`, each marked there):
 depth/heads/mlp_ratio, noise embedding, positional embedding, concat-vs-sum fusion, sigma spacing at inference,
@@ -28,44 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmreason.methods.adsm.config import AdsmConfig
-
-
-# ----------------------------------------------------------------------------------------------- patches
-
-def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
-    """``[B, n, c, H, W]`` clip -> ``[B, n * (H/p) * (W/p), p * p * c]`` tokens (frame-major, then row-major)."""
-    b, n, c, h, w = x.shape
-    if h % patch or w % patch:
-        raise ValueError(f"frame size {h}x{w} is not divisible by the patch size {patch}")
-    x = x.reshape(b, n, c, h // patch, patch, w // patch, patch)
-    x = x.permute(0, 1, 3, 5, 4, 6, 2)  # [B, n, H/p, W/p, p, p, c]
-    return x.reshape(b, n * (h // patch) * (w // patch), patch * patch * c)
-
-
-def unpatchify(tokens: torch.Tensor, patch: int, num_frames: int, channels: int, height: int, width: int) -> torch.Tensor:
-    """Inverse of :func:`patchify`: ``[B, N, p*p*c]`` -> ``[B, n, c, H, W]``."""
-    b = tokens.shape[0]
-    gh, gw = height // patch, width // patch
-    x = tokens.reshape(b, num_frames, gh, gw, patch, patch, channels)
-    x = x.permute(0, 1, 6, 2, 4, 3, 5)  # [B, n, c, H/p, p, W/p, p]
-    return x.reshape(b, num_frames, channels, height, width)
-
-
-def motion_weights(x: torch.Tensor, patch: int, eps: float = 1e-8) -> torch.Tensor:
-    """Key-frame motion weights ``omega`` over the clip's ``N`` tokens, summing to 1 (§1.4).
-
-    ``g = |f_last - f_first|`` is split into the frame's patches; saliency ``v_j`` = channel mean of the spatial
-    max of patch j; every frame's token at spatial position j gets ``v_j``, and the ``N = n P`` weights are
-    normalised to sum to 1 (a static clip gets uniform weights). ``x``: ``[B, n, c, H, W]`` -> ``[B, N]``.
-    """
-    b, n, c, h, w = x.shape
-    g = (x[:, -1] - x[:, 0]).abs()  # [B, c, H, W]
-    g = g.reshape(b, c, h // patch, patch, w // patch, patch)
-    v = g.amax(dim=(3, 5)).mean(dim=1).reshape(b, -1)  # [B, P]: spatial max per channel, then channel mean
-    v = v.repeat(1, n)  # [B, N]: the same spatial saliency for every frame's token (frame-major like patchify)
-    total = v.sum(dim=1, keepdim=True)
-    uniform = torch.full_like(v, 1.0 / v.shape[1])
-    return torch.where(total > eps, v / (total + eps), uniform)
+from mmreason.methods.adsm.losses import dsm_loss
+from mmreason.methods.adsm.patches import motion_weights, patchify, unpatchify
 
 
 # ----------------------------------------------------------------------------------------------- embeddings
@@ -179,7 +145,7 @@ class NoiseConditionedScoreTransformer(nn.Module):
         cfg = self.cfg
         if cfg.noise_embedding == "log_sigma":
             lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
-            t = (sigma.clamp_min(1e-12).log() - lo) / (hi - lo)
+            t = (sigma.clamp_min(1e-12).log() - lo) / (hi - lo) if hi > lo else torch.zeros_like(sigma)  # one level
         else:
             t = sigma / cfg.sigma_max
         return sinusoidal_embedding(1000.0 * t, self.freq_dim)
@@ -243,8 +209,6 @@ class AdsmModel(nn.Module):
         self.net = NoiseConditionedScoreTransformer(cfg)
 
     def loss(self, batch: dict) -> dict:
-        from mmreason.methods.adsm.losses import dsm_loss
-
         return dsm_loss(self.net, batch["clip"], batch.get("scene"), self.cfg)
 
     def forward(self, batch: dict) -> dict:
@@ -272,7 +236,7 @@ class AdsmModel(nn.Module):
         scores = []
         for i, sigma in enumerate(sigmas):
             eps = noise[i] if cfg.resample_noise else noise
-            x_tilde = x_hat + sigma * eps  # noise into the previous denoised clip
+            x_tilde = (x_hat if cfg.autoregressive else x) + sigma * eps  # noise into the previous denoised clip
             s = self.net.score(x_tilde, sigma.expand(x.shape[0]), scene)
             x_hat = x_tilde + sigma ** 2 * s  # one Tweedie step
             if weights is None:

@@ -14,17 +14,28 @@ class CbcgConfig:
 
     feature_dim: int = option(2048, help="snippet feature width (I3D RGB: 2048 in the RTFM UCF-Crime release, "
                                          "1024 in the official XD-Violence release)")
+    backbone: str = option("mlp", help="feature network before the MLP: 'mlp' = the MLP alone (per snippet), 'mtn' = "
+                                       "RTFM's multi-scale temporal network first (three dilated 1-D convolutions, "
+                                       "dilation 1/2/4, and a non-local block, fused by a 3-tap convolution with a "
+                                       "residual; RTFM's released Aggregate module, widths feature_dim/4) "
+                                       "[reconstruction: spec §3.3 allows 'MLP or temporal conv/MTN']",
+                           choices=("mlp", "mtn"))
     hidden_dims: list[int] = option(default_factory=lambda: [512, 128],
                                     help="feature MLP widths, shared by both branches [reconstruction: spec §3.3]")
     dropout: float = option(0.7, help="dropout after each hidden layer [reconstruction: RTFM's value]")
     embed_dim: int = option(64, help="clustering-branch embedding width (L2-normalised) [reconstruction]")
-    cluster_on: str = option("backbone", help="what is clustered: the clustering branch's projection, or the shared "
-                                              "backbone features themselves, L2-normalised (default: the clearer "
-                                              "gain over the baseline in the README's synthetic survey) "
-                                              "[reconstruction]",
-                             choices=("branch", "backbone"))
-    top_k: int = option(3, help="top-k segments whose mean score is a bag's score in the MIL loss "
-                                "[reconstruction: RTFM's k for 32 segments]")
+    cluster_on: str = option("input", help="what the batch 2-means clusters and the guidance posterior measures, "
+                                           "L2-normalised (crop mean): 'input' = the snippet features themselves "
+                                           "(the clusters follow the feature geometry, not what the MIL head has "
+                                           "learned; the batch clustering loss then has no weights to train), "
+                                           "'backbone' = the shared MLP features, 'branch' = a linear projection of "
+                                           "them to embed_dim (both trained by the clustering loss). Default: the "
+                                           "only one whose guidance clearly beats the baseline in the README's "
+                                           "ablation [reconstruction]",
+                             choices=("input", "backbone", "branch"))
+    top_k: int = option(3, help="top-k segments whose mean score is a bag's score in the MIL loss; 0 = S // 16 + 1 "
+                                "for S segments, the XD-Violence peers' rule (XDVioDet, UR-DMU: 13 for 200 segments, "
+                                "3 for 32) [reconstruction: RTFM's k = 3 for 32 segments]")
     smoothness_weight: float = option(8e-5, help="temporal smoothness of abnormal-bag scores (Sultani et al. "
                                                  "lambda_1) [reconstruction: the baseline CBCG extends]")
     sparsity_weight: float = option(8e-5, help="sparsity of abnormal-bag scores (Sultani et al. lambda_2) "
@@ -59,6 +70,11 @@ class CbcgConfig:
     guide_selection: float = option(1.0, help="clustering-guided MIL selection: an abnormal bag's top-k segments are "
                                               "ranked by (1 - w) * head score + w * abnormal-cluster posterior; 0 = "
                                               "ranked by the head alone [reconstruction]")
+    test_guidance: float = option(0.0, help="test-time guided scoring: a snippet's score is (1 - w) * head score + "
+                                            "w * its abnormal-cluster posterior softmax(-||e - c||^2 / "
+                                            "guide_temperature) against the centres of the last training step "
+                                            "(kept in the checkpoint); 0 = the head alone [reconstruction: spec "
+                                            "§3.3, 'optionally fused with the cluster-distance score']")
     cluster_warmup_steps: int = option(500, help="training steps of plain MIL before the clustering and guidance "
                                                "losses switch on (so the top-k seeds of the abnormal cluster are "
                                                "meaningful) [reconstruction]")
@@ -75,7 +91,17 @@ class CbcgDataConfig:
     gt_file: str = option("", help="test frame labels: concatenated .npy (gt-ucf.npy / gt.npy) or an interval "
                                    ".txt (Temporal_Anomaly_Annotation_for_Testing_Videos.txt / annotations.txt)")
     normal_pattern: str = option(r"Normal|label_A", help="regex on a video name that marks it normal")
-    num_segments: int = option(32, help="training segments per video (Sultani et al. / RTFM: 32)")
+    num_segments: int = option(32, help="training segments per video, each the mean of its snippets (Sultani et "
+                                        "al. / RTFM on UCF-Crime: 32; UR-DMU on XD-Violence: 200)")
+    train_crops: str = option("video", help="training bags: 'video' = a video's crops form one bag and their "
+                                            "segment scores are averaged (RTFM on UCF-Crime); 'crop' = every crop "
+                                            "is its own bag, as the XD-Violence peers train (XDVioDet, UR-DMU list "
+                                            "one feature file per crop). Test scores always average the crops",
+                              choices=("video", "crop"))
+    gt_interval_end: str = option("inclusive", help="end frame of an interval annotation (.txt gt_file): "
+                                                    "'inclusive' (UCF-Crime, as RTFM's make_gt_ucf.py) or "
+                                                    "'exclusive' (XD-Violence, as XDVioDet's make_gt.py)",
+                                  choices=("inclusive", "exclusive"))
     synthetic_train: tuple[int, int] = option((64, 64), help="synthetic training videos (normal, abnormal)")
     synthetic_test: tuple[int, int] = option((40, 40), help="synthetic test videos (normal, abnormal)")
     synthetic_snippets: tuple[int, int] = option((48, 96), help="synthetic snippets per video (min, max)")
@@ -95,6 +121,8 @@ class CbcgEvalConfig:
     """Test-time scoring."""
 
     max_videos: int = option(0, help="evaluate only the first N test videos; 0 = all")
+    smoothing_sigma: float = option(0.0, help="Gaussian smoothing of each test video's frame scores, sigma in frames "
+                                              "(after the x16 expansion); 0 = off, as RTFM, XDVioDet and UR-DMU score")
 
 
 @dataclass
@@ -106,6 +134,7 @@ class CbcgExperiment:
     eval: CbcgEvalConfig = option(default_factory=CbcgEvalConfig, help="evaluation")
     train: TrainConfig = option(default_factory=lambda: TrainConfig(
         optimizer="adam", lr=1e-3, weight_decay=5e-4, lr_schedule="constant", batch_size=32, epochs=1,
-        max_steps=5000, eval_every=500, save_every=500, log_every=50),
+        max_steps=5000, eval_every=500, save_every=500, log_every=50,
+        find_unused_parameters=True),  # the cluster branch gets no gradient (warm-up; cluster_on input/backbone)
         help="[reconstruction: RTFM-style Adam lr 1e-3, wd 5e-4, 32 normal + 32 abnormal bags per batch; the "
              "paper's schedule is not known]")

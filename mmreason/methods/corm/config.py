@@ -21,7 +21,8 @@ class CORMModelConfig:
     # PDAN (WACV'21 / TSU pipeline defaults)
     hidden_dim: int = option(512, help="PDAN feature width (num_f_maps)")
     pdan_layers: int = option(5, help="PDAN blocks; block i uses dilation 2**i")
-    dropout: float = option(0.5, help="dropout in PDAN blocks (PDAN uses nn.Dropout() = 0.5) and MS-TCT blocks")
+    dropout: float = option(0.5, help="dropout in PDAN blocks, and on MS-TCT's input features and fused output "
+                                      "(both release nn.Dropout() = 0.5)")
     # MS-TCT (CVPR'22 train.py defaults)
     mstct_stage_dims: list[int] = option(default_factory=lambda: [256, 384, 576, 864],
                                          help="MS-TCT channels per stage (D=256, gamma=1.5)")
@@ -29,16 +30,26 @@ class CORMModelConfig:
     mstct_heads: int = option(8, help="attention heads in MS-TCT blocks (H)")
     mstct_mlp_ratio: int = option(8, help="FFN expansion in MS-TCT blocks (theta)")
     mstct_out_dim: int = option(512, help="Temporal Scale Mixer output width (D_v)")
-    mstct_dropout: float = option(0.0, help="dropout inside MS-TCT blocks")
+    mstct_dropout: float = option(0.0, help="dropout inside MS-TCT blocks (0 as released)")
+    heatmap_weight: float = option(0.05, help="MS-TCT only: weight of its heat-map branch's focal loss next to the "
+                                              "BCE (run script: alpha_l 1, beta_l 0.05); 0 = no heat-map branch")
+    heatmap_pairing: str = option("released", choices=("released", "per_video"),
+                                  help="MS-TCT heat-map focal loss: 'released' = as MS-TCT's utils.focal_loss, which "
+                                       "scores each video's heat-map against the targets of every video in the "
+                                       "batch (what produced the published numbers); 'per_video' = each video "
+                                       "against its own targets (the CenterNet loss it adapts)")
     # CORM [reconstruction]
-    class_dim: int = option(128, help="[reconstruction] width of each class-specific feature")
+    class_dim: int = option(32, help="[reconstruction] width of each class-specific feature; CORM's cost grows "
+                                     "with C x class_dim per frame (128, MLAD's class-token width, made a PDAN "
+                                     "training step 2.6x the backbone's FLOPs at C=65; see the README)")
     class_features: str = option("film", choices=("film", "linear"),
                                  help="[reconstruction] class-specific features: 'film' = shared projection "
                                       "modulated by a per-class scale/shift; 'linear' = one projection per class "
                                       "(MLAD-style)")
     visual_layers: int = option(1, help="[reconstruction] self-attention layers among the C class tokens of a "
                                         "frame (visual co-occurrence); 0 disables the visual branch")
-    visual_heads: int = option(4, help="[reconstruction] heads of the class-token attention")
+    visual_heads: int = option(1, help="[reconstruction] heads of the class-token attention (1: with class_dim "
+                                       "32, 4 heads cost 1.5x the time for the same synthetic result)")
     semantic_graph: str = option("cosine", choices=("cosine", "learned", "none"),
                                  help="[reconstruction] semantic co-occurrence graph over label embeddings: "
                                       "'cosine' = softmax(cos(E_i, E_j) / tau) off the diagonal, 'learned' = "
@@ -63,11 +74,12 @@ class CORMModelConfig:
 class MultiLabelDataConfig:
     """Which dataset, and how its files are read (see mmreason/data/multilabel.py)."""
 
-    dataset: str = option("synthetic", choices=("synthetic", "multithumos", "tsu", "ucf_crime_tal"),
+    dataset: str = option("synthetic", choices=("synthetic", "multithumos", "tsu", "charades", "ucf_crime_tal"),
                           help="dataset name; 'synthetic' generates co-occurring classes from `seed`")
     annotation_file: str = option("", help="PDAN/MS-TCT/MLAD JSON {video: {subset, duration, actions}}")
     features_root: str = option("", help="folder of <video>.npy per-snippet features [T, D]")
-    class_list: str = option("", help="class list file ('<id> <name>' or '<name>' lines); empty = numbered names")
+    class_list: str = option("", help="class list file ('<id> <name>', Charades 'c000 <name>' or '<name>' lines); "
+                                      "empty = numbered names (synthetic: its own anchor/dependent names)")
     labels_root: str = option("", help="optional folder of <video>.npy frame labels [F, C] (replaces segments)")
     num_classes: int = option(8, help="number of classes C (MultiTHUMOS 65, TSU 51); 0 = count class_list; "
                                       "must match class_list when both are set")
@@ -96,9 +108,16 @@ class LocalizationEvalConfig:
     batch_size: int = option(1, help="videos per evaluation batch (PDAN/MS-TCT evaluate one video at a time)")
     nonzero_mean: bool = option(True, help="average AP over classes with non-zero AP (PDAN/MS-TCT report); "
                                            "false = over all classes")
-    conditional_offsets: list[int] = option(default_factory=lambda: [0, 20],
-                                            help="MLAD action-conditional metrics at these offsets t; [] = off")
+    conditional_offsets: list[int] = option(default_factory=lambda: [0, 20, 40],
+                                            help="MLAD action-conditional metrics at these offsets t (MS-TCT's "
+                                                 "Evaluation.py reports 0, 20, 40); [] = off")
     threshold: float = option(0.5, help="probability threshold of the conditional precision/recall")
+    sampled_25: bool = option(False, help="also report mAP_sampled25: per-frame mAP over 25 frames per video "
+                                          "(frames 1, 1 + s, ... with s = int(T / 25), videos longer than 25 "
+                                          "snippets only), MS-TCT's approximation of the Charades localization "
+                                          "protocol")
+    matrices_file: str = option("", help="write MLAD's per-pair conditional matrices (precision, recall, AP and "
+                                         "support of c_i where c_j is present, for every offset) to this .npz")
 
 
 @dataclass

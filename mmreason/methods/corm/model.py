@@ -21,7 +21,8 @@ readable, so none of the following is claimed to be the paper's own. Each choice
 4. Fusion ``Z = Z_v + Z_s``; per-class logit ``y[t, c] = w_c . Z[t, c] + b_c``, plus the backbone's own
    linear logits when ``base_logits`` (residual).
 5. Loss: per-frame binary cross-entropy over the C classes, summed over valid snippets and classes and
-   divided by the number of valid snippets (PDAN/MS-TCT's normalisation, restricted to the mask).
+   divided by the number of valid snippets (PDAN/MS-TCT's normalisation, restricted to the mask). On MS-TCT,
+   plus ``heatmap_weight`` x the focal loss of its heat-map branch (MS-TCT's own loss, as released).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmreason.methods.corm.backbones import MSTCTBackbone, PDANBackbone
+from mmreason.methods.corm.backbones import HeatmapHead, MSTCTBackbone, PDANBackbone, heatmap_focal_loss
 from mmreason.methods.corm.config import CORMModelConfig
 
 
@@ -136,52 +137,80 @@ class CORM(nn.Module):
             graph = self.statistics_graph if graph is None else (1 - w) * graph + w * self.statistics_graph
         return graph
 
-    def class_specific(self, h: torch.Tensor) -> torch.Tensor:      # h: [B, T, d] -> [B, T, C, k]
+    def class_specific(self, h: torch.Tensor) -> torch.Tensor:      # h: [N, d] -> [N, C, k]
         if self.class_features == "film":
-            base = self.norm(self.project(h)).unsqueeze(2)             # [B, T, 1, k]
-            return base * (1 + self.class_scale) + self.class_shift
-        return torch.einsum("btd,cdk->btck", h, self.class_weight) + self.class_bias
+            base = self.norm(self.project(h)).unsqueeze(1)             # [N, 1, k]
+            return torch.addcmul(self.class_shift, base, 1 + self.class_scale)
+        return torch.einsum("nd,cdk->nck", h, self.class_weight) + self.class_bias
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """h [B, T, d] (and mask [B, T]) -> logits [B, T, C]; 0 on padded snippets, which are skipped (CORM
+        works frame by frame, so this changes no valid logit and saves the padding's share of the work)."""
         batch, length, _ = h.shape
-        z = self.class_specific(h)                                      # [B, T, C, k]
-        if len(self.visual):
-            tokens = z.reshape(batch * length, self.num_classes, self.class_dim)
-            for layer in self.visual:                                   # visual co-occurrence
-                tokens = layer(tokens)
-            z = tokens.reshape(batch, length, self.num_classes, self.class_dim)
+        if mask is None:
+            frames = h.reshape(batch * length, -1)                      # [N, d]
+        else:
+            keep = mask.reshape(-1) > 0
+            frames = h.reshape(batch * length, -1)[keep]
+        z = self.class_specific(frames)                                 # [N, C, k]
+        for layer in self.visual:                                       # visual co-occurrence among class tokens
+            z = layer(z)
         if self.has_graph:                                              # semantic / statistical co-occurrence
             graph = self.relation_graph().to(z.dtype)                   # [C, C]
             message = z
             for layer in self.graph_layers:
-                message = F.gelu(layer(torch.einsum("ij,btjk->btik", graph, message)))
+                message = F.gelu(layer(torch.matmul(graph, message)))   # [C, C] @ [N, C, k]
             z = z + message
-        return (z * self.classifier_weight).sum(-1) + self.classifier_bias   # [B, T, C]
+        logits = (z * self.classifier_weight).sum(-1) + self.classifier_bias   # [N, C]
+        if mask is None:
+            return logits.reshape(batch, length, -1)
+        out = logits.new_zeros(batch * length, self.num_classes)
+        out[keep] = logits
+        return out.reshape(batch, length, -1)
 
 
 class MultiLabelTALModel(nn.Module):
-    """Backbone + (CORM and/or a linear per-frame classifier). ``loss(batch)`` for the engine."""
+    """Backbone + (CORM and/or a linear per-frame classifier) [+ MS-TCT's heat-map branch]. ``loss(batch)`` for
+    the engine: masked BCE, plus ``heatmap_weight`` x the heat-map focal loss when the branch exists."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, corm: CORM | None = None, base_logits: bool = True):
+    def __init__(self, backbone: nn.Module, num_classes: int, corm: CORM | None = None, base_logits: bool = True,
+                 heatmap_weight: float = 0.0, heatmap_pairing: str = "released"):
         super().__init__()
         self.backbone = backbone
         self.corm = corm
         self.num_classes = num_classes
         self.classifier = nn.Linear(backbone.out_dim, num_classes) if (corm is None or base_logits) else None
+        self.heatmap_weight = heatmap_weight
+        self.heatmap_pairing = heatmap_pairing
+        self.heatmap = None
+        if heatmap_weight > 0 and getattr(backbone, "heatmap_dim", 0):
+            self.heatmap = HeatmapHead(backbone.heatmap_dim, backbone.out_dim, num_classes)
+
+    def _classify(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:   # h: [B, T, d] -> [B, T, C]
+        logits = self.classifier(h) if self.classifier is not None else 0
+        return logits + self.corm(h, mask) if self.corm is not None else logits
+
+    def outputs(self, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """features [B, T, D_in], mask [B, T] -> logits [B, T, C] and heat-map logits [B, T, C] (or None)."""
+        h, heatmap_features = self.backbone(features, mask)             # [B, T, d], [B, T, d_hm] | None
+        heat = self.heatmap(heatmap_features) if self.heatmap is not None else None
+        return self._classify(h, mask), heat
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, D_in], mask [B, T] -> logits [B, T, C]."""
-        h = self.backbone(features, mask)                               # [B, T, d]
-        logits = 0
-        if self.classifier is not None:
-            logits = self.classifier(h)
-        if self.corm is not None:
-            logits = logits + self.corm(h)
-        return logits
+        return self._classify(self.backbone(features, mask)[0], mask)
 
     def loss(self, batch: dict) -> dict:
-        logits = self(batch["features"], batch["mask"])
-        return {"loss": masked_bce_loss(logits, batch["labels"], batch["mask"])}
+        if self.heatmap is None:
+            logits = self(batch["features"], batch["mask"])
+            return {"loss": masked_bce_loss(logits, batch["labels"], batch["mask"])}
+        if "heatmap" not in batch:
+            raise KeyError("the MS-TCT heat-map branch needs batch['heatmap'] (the dataset's Gaussian heat-maps); "
+                           "set model.heatmap_weight=0 to train without it")
+        logits, heat = self.outputs(batch["features"], batch["mask"])
+        bce = masked_bce_loss(logits, batch["labels"], batch["mask"])
+        focal = heatmap_focal_loss(heat, batch["heatmap"], batch["mask"], self.heatmap_pairing)
+        return {"loss": bce + self.heatmap_weight * focal, "bce": bce.detach(), "heatmap": focal.detach()}
 
     @torch.no_grad()
     def predict(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -193,4 +222,4 @@ def build_backbone(cfg: CORMModelConfig, in_dim: int) -> nn.Module:
     if cfg.backbone == "pdan":
         return PDANBackbone(in_dim, cfg.hidden_dim, cfg.pdan_layers, cfg.dropout)
     return MSTCTBackbone(in_dim, tuple(cfg.mstct_stage_dims), cfg.mstct_blocks, cfg.mstct_heads,
-                         cfg.mstct_mlp_ratio, cfg.mstct_out_dim, cfg.mstct_dropout)
+                         cfg.mstct_mlp_ratio, cfg.mstct_out_dim, cfg.mstct_dropout, cfg.dropout)

@@ -1,6 +1,7 @@
 """CORM's dataset, model and evaluation hooks for the engine/API (see mmreason/methods/base.py)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,9 @@ import torch
 
 from mmreason.data.multilabel import (MultiLabelTAL, SyntheticCooccurrenceTAL, cooccurrence_matrix, pad_collate,
                                       read_class_list, readable_class_name)
-from mmreason.metrics.localization import APMeter, conditional_metrics, mean_nonzero
+from mmreason.metrics.localization import (APMeter, conditional_matrices, conditional_summary, mean_nonzero,
+                                           sampled_25)
+from mmreason.utils.io import atomic_write_bytes
 from mmreason.methods.corm.config import CORMExperiment
 from mmreason.methods.corm.model import CORM, MultiLabelTALModel, build_backbone
 
@@ -19,7 +22,7 @@ SPLITS = ("train", "val", "test")
 def class_names(cfg: CORMExperiment) -> list[str]:
     """Class names in id order: the dataset's class list file, or generated names."""
     data = cfg.data
-    if data.dataset == "synthetic":
+    if data.dataset == "synthetic" and not data.class_list:
         return SyntheticCooccurrenceTAL(0, num_classes=data.num_classes, seed=data.seed).class_names
     if not data.class_list:
         if data.num_classes <= 0:
@@ -95,7 +98,8 @@ def build_model(cfg: CORMExperiment) -> MultiLabelTALModel:
         if m.use_statistics:   # P(c_j | c_i) counted on the training labels
             statistics = torch.from_numpy(cooccurrence_matrix(build_dataset(cfg, "train").all_labels()))
         corm = CORM(backbone.out_dim, len(names), m, embeddings, statistics)
-    return MultiLabelTALModel(backbone, num_classes(cfg), corm, base_logits=m.base_logits)
+    return MultiLabelTALModel(backbone, num_classes(cfg), corm, base_logits=m.base_logits,
+                              heatmap_weight=m.heatmap_weight, heatmap_pairing=m.heatmap_pairing)
 
 
 def predict_dataset(model: MultiLabelTALModel, dataset, batch_size: int = 1,
@@ -123,18 +127,43 @@ def predict_dataset(model: MultiLabelTALModel, dataset, batch_size: int = 1,
     return scores, labels
 
 
-def evaluate(model: MultiLabelTALModel, cfg: CORMExperiment, split: str = "test", accelerator: Any = None) -> dict:
-    """``mAP`` (per-frame, percent, non-zero-class mean by default), ``mAP_all_classes``, and MLAD's
-    action-conditional ``P_AC@t``, ``R_AC@t``, ``F1_AC@t``, ``mAP_AC@t`` for each configured offset t."""
+def evaluate(model: MultiLabelTALModel, cfg: CORMExperiment, split: str = "test", accelerator: Any = None,
+             report: dict | None = None) -> dict:
+    """``mAP`` (per-frame, percent, non-zero-class mean by default), ``mAP_all_classes``, ``mAP_sampled25``
+    (when ``eval.sampled_25``), and MLAD's action-conditional ``P_AC@t``, ``R_AC@t``, ``F1_AC@t``,
+    ``mAP_AC@t`` for each offset t of ``eval.conditional_offsets``; the per-pair matrices go to
+    ``eval.matrices_file`` when it is set."""
     dataset = build_dataset(cfg, split)
     scores, labels = predict_dataset(model, dataset, cfg.eval.batch_size, accelerator)
-    meter = APMeter()
+    meter, sampled = APMeter(), APMeter()
     for s, y in zip(scores, labels):
         meter.add(s, y)
+        picked = sampled_25(s, y) if cfg.eval.sampled_25 else None
+        if picked is not None:
+            sampled.add(*picked)
     ap = meter.value()
     out = {"mAP": mean_nonzero(ap, cfg.eval.nonzero_mean), "mAP_all_classes": mean_nonzero(ap, False)}
+    if cfg.eval.sampled_25:
+        # MS-TCT leaves videos of <= 25 snippets out; 0 when every video is that short
+        out["mAP_sampled25"] = mean_nonzero(sampled.value(), cfg.eval.nonzero_mean) if sampled.size else 0.0
+    matrices = {}
     for t in cfg.eval.conditional_offsets:
-        cond = conditional_metrics(scores, labels, t=t, threshold=cfg.eval.threshold)
-        out.update({f"P_AC@{t}": cond["precision"], f"R_AC@{t}": cond["recall"],
-                    f"F1_AC@{t}": cond["f1"], f"mAP_AC@{t}": cond["mAP"]})
+        m = conditional_matrices(scores, labels, t=t, threshold=cfg.eval.threshold)
+        cond = conditional_summary(m)
+        out.update({f"P_AC@{t}": cond["precision"], f"R_AC@{t}": cond["recall"], f"F1_AC@{t}": cond["f1"],
+                    f"mAP_AC@{t}": cond["mAP"]})
+        matrices.update({f"{k}@{t}": v for k, v in m.items()})
+    if cfg.eval.matrices_file and matrices and (accelerator is None or accelerator.is_main_process):
+        buffer = io.BytesIO()
+        np.savez(buffer, class_names=np.array(class_names(cfg)), **matrices)
+        atomic_write_bytes(cfg.eval.matrices_file, buffer.getvalue())
+    if report is not None:  # `mmreason eval --output`: per-class AP and each video's frame scores [T_v, C]
+        names, world = class_names(cfg), accelerator.num_processes if accelerator is not None else 1
+        order = [i for r in range(world) for i in range(r, len(dataset), world)]  # gather order of the shards
+        ids = getattr(dataset, "videos", None)
+        positives = sum(y.sum(0) for y in labels)  # [C] labelled frames per class
+        report["per_class"] = {names[c]: {"AP": 100.0 * float(ap[c]), "positive_frames": int(positives[c])}
+                               for c in range(len(names))}
+        report["predictions"] = [{"video": ids[i] if ids is not None else i, "scores": s}
+                                 for i, s in zip(order, scores)]
     return out

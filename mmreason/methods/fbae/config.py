@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from mmreason.config import option
 from mmreason.engine.config import TrainConfig
+from mmreason.metrics.anomaly import SINGLE_CLASS_POLICIES
 
 
 @dataclass
@@ -45,8 +46,16 @@ class FbaeDataConfig:
     """Frame-folder datasets (Avenue, ShanghaiTech, NWPU Campus) or synthetic moving squares."""
 
     dataset: str = option("synthetic", help="which data", choices=("synthetic", "avenue", "shanghaitech",
-                                                                    "nwpu_campus"))
-    root: str = option("", help="dataset root in the frame-folder layout of mmreason.data.vad")
+                                                                    "nwpu_campus", "ubnormal"))
+    root: str = option("", help="dataset root in the frame-folder layout of mmreason.data.vad "
+                                "(scripts/prepare_vad_dataset.py converts the releases)")
+    input: str = option("object_crops", help="'object_crops' (the paper's model is tracker-based: crops from the "
+                                             "track cache, as ADSM) or 'frames' (whole frames resized to "
+                                             "image_size); synthetic data are always whole frames",
+                        choices=("object_crops", "frames"))
+    track_cache: str = option("", help="track cache folder with train/ and test/ sub-caches "
+                                       "(scripts/fill_track_cache.py; crops of model.image_size pixels)")
+    min_track_len: int = option(1, help="drop tracks with fewer detections [reconstruction]")
     num_scenes: int = option(2, help="scene classes (Avenue 1, ShanghaiTech 13, NWPU Campus 43)")
     clip_stride: int = option(1, help="frames between consecutive training clips")
     scene_image_frames: int = option(16, help="scene image = mean of this many evenly spaced training frames of the "
@@ -59,6 +68,8 @@ class FbaeDataConfig:
     synthetic_test_videos: int = option(8, help="synthetic test (and val) videos")
     synthetic_frames: int = option(24, help="frames per synthetic video")
     synthetic_square: int = option(6, help="synthetic square side in pixels")
+    synthetic_precursor: int = option(0, help="frames before each synthetic anomaly in which a cue (a white "
+                                              "square) announces it; > 0 makes the anticipation task")
     seed: int = option(0, help="seed of the synthetic data")
 
 
@@ -74,13 +85,24 @@ class FbaeEvalConfig:
                                                         "predicted frame t, or all predicted frames (max over "
                                                         "clips) [reconstruction]",
                                    choices=("first_future", "all_future"))
-    normalize: bool = option(True, help="per-video min-max normalisation of frame scores [reconstruction: common "
-                                        "practice for prediction-based VAD]")
+    normalize: bool = option(True, help="per-video min-max normalisation of detection frame scores "
+                                        "[reconstruction: common practice for prediction-based VAD]")
+    smoothing_sigma: float = option(0.0, help="temporal Gaussian smoothing (sigma in frames) of the detection "
+                                              "frame scores, as in the object-centric peers; 0 = off "
+                                              "[reconstruction: not retrieved]")
     anticipation_horizons: list[int] = option(default_factory=lambda: [12, 25, 38, 50, 62, 75],
                                               help="VAA horizons alpha in frames (paper: 0.5..3 s; 25 fps assumed "
-                                                   "[reconstruction])")
-    macro_single_class: str = option("skip", help="macro AUC policy for single-class videos",
-                                     choices=("skip", "pad", "error"))
+                                                   "[reconstruction]); each has its own score (forward rollout to "
+                                                   "t+alpha) and labels max(g[t+1..t+alpha])")
+    calibration_clips: int = option(64, help="anticipation scores are z-scored against the errors of this many "
+                                             "(evenly spaced) normal training clips of the same scene: a "
+                                             "normalisation that uses no test frame, so the score at t never sees "
+                                             "frames after t (per-video min-max would) [reconstruction]")
+    macro_single_class: str = option("pad_all", help="macro AUC as the object-centric peers compute it: "
+                                                    "'pad_all' pads every video with a normal frame scored 0 and an "
+                                                    "abnormal one scored the float maximum (all-normal videos count "
+                                                    "1.0); 'skip' leaves single-class videos out. Both are reported",
+                                     choices=SINGLE_CLASS_POLICIES)
     max_videos: int = option(0, help="evaluate only the first N test videos; 0 = all")
 
 

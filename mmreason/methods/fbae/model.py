@@ -7,15 +7,21 @@
 - The forward net predicts future frames ``t .. t+alpha'`` from the observed ``t-n .. t-1``; its prediction error
   is the **detection (VAD) score** (:meth:`FbaeModel.detection_error`).
 - The backward net reconstructs the past ``t-n .. t-1`` from the *predicted* future; the reconstruction error of
-  the past is the **anticipation (VAA) score**, needing no future ground truth (:meth:`FbaeModel.anticipation_error`).
+  the past is the **anticipation (VAA) score**, needing no future ground truth.
+- The forward net predicts out to ``t + alpha`` (alpha = the anticipation time): here one forward net of
+  ``future_frames`` frames is rolled out on its own predictions until it covers ``t + alpha``, and the score for
+  alpha is the largest forward-backward cycle error along that rollout, so each horizon has its own score
+  (:meth:`FbaeModel.anticipation_errors`) [reconstruction: how the paper reaches each alpha is not retrieved].
 - Loss = forward prediction + gamma x backward prediction + beta x KL of the scene-conditioned VAEs.
 
 Reconstructions (fields of :class:`~mmreason.methods.fbae.config.FbaeConfig`): input size, n and alpha', U-Net
 widths, latent size, whether the scene features also feed the decoder skips, where the CVAEs sit (one per U-Net level: prior ``p(z_i | scene_i)`` from the scene image's
 encoder, posterior ``q(z_i | frames_i, scene_i)``, ``z_i`` concatenated to the decoder's skip at level ``i``), the
-test-time latent, the loss form and weights, what the backward net sees and learns from.
+test-time latent, the loss form and weights, what the backward net sees and learns from, the rollout to t+alpha.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -169,10 +175,34 @@ class FbaeModel(nn.Module):
         return ((prediction["future"] - future) ** 2).flatten(2).mean(2)
 
     @torch.no_grad()
-    def anticipation_error(self, clip: torch.Tensor, scene_image: torch.Tensor | None,
-                           prediction: dict | None = None) -> torch.Tensor:
-        """Per-clip MSE between the observed past and its backward reconstruction from the predicted future:
-        ``[B]``. Uses only the observed frames of ``clip``."""
-        prediction = prediction or self.predict(clip, scene_image)
-        observed, _ = self._split(clip)
-        return ((prediction["past"] - observed) ** 2).flatten(1).mean(1)
+    def anticipation_errors(self, clip: torch.Tensor, scene_image: torch.Tensor | None, horizons: Sequence[int],
+                            prediction: dict | None = None) -> torch.Tensor:
+        """Anticipation errors ``[B, H]``, one per horizon alpha (frames), from the observed frames only.
+
+        Forward prediction out to ``t + alpha``: the forward net is rolled out, each step predicting the next
+        ``m = future_frames`` frames from the last ``n = obs_frames`` frames (observed, then its own predictions).
+        At step ``k`` the backward net reconstructs step ``k``'s input window from step ``k``'s predicted future;
+        ``e_k`` is that cycle error (``e_1 = ||past - B(F(past))||^2``, the paper's score). The error for alpha is
+        ``max(e_1 .. e_K)`` with ``K = ceil(alpha / m)``: the future up to ``t + alpha`` is suspect if any predicted
+        stretch of it cannot be explained back. ``prediction`` (from :meth:`predict`) reuses step 1.
+        """
+        if not horizons:
+            return clip.new_zeros(clip.shape[0], 0)
+        if min(horizons) < 1:
+            raise ValueError(f"anticipation horizons must be >= 1 frame, got {list(horizons)}")
+        n, m = self.cfg.obs_frames, self.cfg.future_frames
+        if clip.shape[1] < n:
+            raise ValueError(f"anticipation needs obs_frames = {n} observed frames, got {clip.shape[1]}")
+        scene = scene_image if self.cfg.use_scene else None
+        window = clip[:, :n]  # [B, n, C, H, W]: frames t-n+1 .. t
+        errors = []  # e_k, each [B]
+        for k in range(-(-max(horizons) // m)):
+            if k == 0 and prediction is not None:
+                future, past = prediction["future"], prediction["past"]
+            else:
+                future, _ = self.forward_net(window, scene)  # [B, m, ...]: the next m frames
+                past, _ = self.backward_net(self._backward_input(window, future), scene)
+            errors.append(((past - window) ** 2).flatten(1).mean(1))
+            window = torch.cat([window, future], 1)[:, -n:]
+        errors = torch.stack(errors, 1)  # [B, K]
+        return torch.stack([errors[:, : -(-alpha // m)].amax(1) for alpha in horizons], 1)  # [B, H]
