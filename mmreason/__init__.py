@@ -21,6 +21,9 @@ _API = {
     "generate_assets": "mmreason.api",
     "load_assets": "mmreason.api",
     "Anticipator": "mmreason.api",
+    "list_runs": "mmreason.api",
+    "convert_checkpoint": "mmreason.api",
+    "extract_features": "mmreason.api",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -22,6 +22,8 @@ def build_model(config: str | os.PathLike | None = None, overrides: Sequence[str
     if config is None and checkpoint is None:
         raise ConfigError("build_model needs a config, a checkpoint/run folder, or both")
     method, cfg = load_experiment(config if config is not None else run_dir_of(checkpoint), overrides)
+    if checkpoint is not None:
+        _check_checkpoint_method(checkpoint, method.name, config)
     model = method.build_model(cfg)
     if checkpoint is not None:
         from mmreason.engine import load_checkpoint
@@ -30,15 +32,39 @@ def build_model(config: str | os.PathLike | None = None, overrides: Sequence[str
     return model
 
 
+def _check_checkpoint_method(checkpoint: str | os.PathLike, method: str, config: Any) -> None:
+    """A checkpoint of another method than the config's is one clear error (not a list of missing weights)."""
+    from pathlib import Path
+
+    from mmreason.engine.runs import method_of_folder
+
+    path = Path(checkpoint)
+    folder = path.parent if path.is_file() else path
+    other = method_of_folder(folder)
+    if other is not None and other != method:
+        raise ConfigError(f"{checkpoint} is a checkpoint of method {other!r}, but the config "
+                          f"{str(config) + ' ' if config is not None else ''}is for {method!r}; pass a {other} config "
+                          f"(or none: the run's own) or a {method} checkpoint")
+
+
 def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator: Any = None):
-    """Train a method with the engine. Resumes from the newest checkpoint in the run folder by default.
+    """Train a method with the engine.
+
+    The run folder (``train.output_dir``) decides first, before anything is built: a fresh folder starts a run;
+    one with checkpoints resumes per ``train.resume`` (``auto``: only with the same resolved config, else an error
+    listing the changed keys; ``continue``: the run's config plus allowed changes; ``no``: a new folder). See
+    :mod:`mmreason.engine.runs`.
 
     Returns the engine's ``TrainResult`` (global step, loss history, evaluation history, run folder), with
     ``post_train`` holding what the method's post-training step returned (e.g. the averaged checkpoint's folder).
     """
-    from mmreason.engine import Trainer
+    from mmreason.engine import Trainer, check_train_config, plan_run
+    from mmreason.engine.trainer import check_launch
 
     method, cfg = load_experiment(config, overrides)
+    check_launch()
+    check_train_config(cfg.train)
+    cfg = plan_run(cfg).config  # fails here, before any model or data is built, if the run holds another config
     model = method.build_model(cfg)
     train_data = method.build_dataset(cfg, "train")
 
@@ -57,18 +83,22 @@ def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator:
 
 
 def evaluate(config: str | os.PathLike | None = None, checkpoint: str | os.PathLike | None = None,
-             overrides: Sequence[str] = (), split: str = "test") -> dict:
-    """Evaluate a trained run (its saved config unless ``config`` is given) on ``split``; returns the metrics."""
+             overrides: Sequence[str] = (), split: str = "test", output: str | os.PathLike | None = None,
+             accelerator: Any = None) -> dict:
+    """Evaluate a trained run (its saved config unless ``config`` is given) on ``split``; returns the metrics.
+
+    Runs on an accelerator (a GPU when there is one, several processes under ``accelerate launch``, each scoring
+    its share of the data). ``output``: also write a JSON file with the metrics, the checkpoint, and the per-class
+    metrics and predictions of methods that provide them (see :mod:`mmreason.engine.evaluation`).
+    """
+    from mmreason.engine.evaluation import evaluate_model
+
     if config is None and checkpoint is None:
         raise ConfigError("evaluate needs a config, a checkpoint/run folder, or both")
     method, cfg = load_experiment(config if config is not None else run_dir_of(checkpoint), overrides)
-    model = method.build_model(cfg)
     if checkpoint is not None:
-        from mmreason.engine import load_checkpoint
-
-        load_checkpoint(model, checkpoint)
-    model.eval()
-    return method.evaluate(model, cfg, split, None)
+        _check_checkpoint_method(checkpoint, method.name, config)
+    return evaluate_model(method, cfg, checkpoint=checkpoint, split=split, output=output, accelerator=accelerator)
 
 
 def generate_assets(asset: str, dataset: str, **kwargs):
@@ -83,6 +113,41 @@ def load_assets(asset: str, dataset: str, root: str | os.PathLike | None = None)
     from mmreason.assets.io import load_assets as _load
 
     return _load(asset, dataset, root=root)
+
+
+def convert_checkpoint(released: str | os.PathLike, config: str | os.PathLike, output: str | os.PathLike,
+                       overrides: Sequence[str] = (), *, allow_pickle: bool = False) -> dict:
+    """Turn an authors' released checkpoint into a run folder (``config.json`` + a checkpoint) that
+    :func:`evaluate` and :func:`build_model` load; the model is built from ``config`` + ``overrides``. Unknown or
+    missing names fail with one error listing them. See :mod:`mmreason.engine.convert`."""
+    from mmreason.engine.convert import convert_released_checkpoint
+
+    method, cfg = load_experiment(config, overrides)
+    return convert_released_checkpoint(method, cfg, released, output, allow_pickle=allow_pickle)
+
+
+def list_runs(root: str | os.PathLike = "runs") -> list[dict]:
+    """The run folders under ``root``: method, config fingerprint, newest checkpoint step and the headline metric
+    of the last evaluation (the method's ``headline_metrics``). See :func:`mmreason.engine.runs.list_runs`."""
+    from mmreason.engine.runs import list_runs as _list_runs
+
+    def preferred(method: str) -> tuple[str, ...]:
+        try:
+            return tuple(get_method(method).headline_metrics)
+        except KeyError:  # a run of the bare trainer, or of a method this installation lacks
+            return ()
+
+    return _list_runs(root, preferred)
+
+
+def extract_features(dataset: str, annotations: Sequence[str | os.PathLike], output: str | os.PathLike,
+                     encoder: str, **kwargs) -> dict:
+    """Visual features for your own videos in the files the anticipation loaders read (``ego4d_lta``: ICVL's
+    per-action ``<clip_uid>.npy``; ``rulstm``: RULSTM-style per-frame npy/LMDB); resumable. See
+    :func:`mmreason.features.extract_features` for the options (``videos=`` or ``frames=``, ``store=``, ...)."""
+    from mmreason.features import extract_features as _extract
+
+    return _extract(dataset, annotations, output, encoder, **kwargs)
 
 
 def __getattr__(name: str):

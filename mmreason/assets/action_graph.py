@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 
 from mmreason.assets.spec import AssetSpec, Stage
-from mmreason.llm.parsing import ParseError
+from mmreason.llm.parsing import ParseError, ends_mid_sentence
 
 MIN_OBJECTS, MAX_OBJECTS = 5, 10
 ACTION_RELATIONS = ("starts with", "precedes")
@@ -116,6 +116,9 @@ def parse_graph(text: str, variables: dict) -> dict:
         raise ParseError("no action-object triples <action, relation, object>")
     if len(subactions) < 2:
         raise ParseError(f"expected at least 2 ordered sub-actions, got {subactions}")
+    unfinished = [s for s in subactions if ends_mid_sentence(s)]
+    if unfinished:
+        raise ParseError(f"sub-action ends mid-sentence: {unfinished[0]!r}")
     act_rel = [t for t in triples("act_rel_triples") if t[1].lower() in ACTION_RELATIONS]
     source = "llm"
     if not act_rel:
@@ -161,6 +164,8 @@ def parse_continuation(text: str, variables: dict) -> str:
         raise ParseError(f"continuation too long ({len(line.split())} words)")
     if line.lower() == variables["class_name"].lower():
         raise ParseError("continuation only repeats the class name")
+    if ends_mid_sentence(line):
+        raise ParseError(f"continuation ends mid-sentence: {line!r}")
     return line
 
 

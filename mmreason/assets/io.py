@@ -1,5 +1,7 @@
-"""Curated asset files: ``knowledge/<dataset>/<asset>.jsonl`` (one record per line), ``<asset>.manifest.json``
-(how it was made: model, templates, sampling, counts, every failure) and ``<asset>.embeddings.npz``.
+"""Curated asset files: ``<root>/<dataset>/<asset>.jsonl`` (one record per line), ``<asset>.manifest.json``
+(how it was made: model, templates, sampling, counts, every failure and missing item) and
+``<asset>.embeddings.npz``. ``root`` defaults to ``assets.paths.knowledge_root()`` (``$MMREASON_KNOWLEDGE``, the
+checkout's ``knowledge/``, or ``$MMREASON_CACHE/knowledge``), never the working directory.
 
 Example:
     >>> from mmreason.assets.io import load_assets
@@ -15,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mmreason.assets.paths import knowledge_root
 from mmreason.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-
-DEFAULT_ROOT = Path("knowledge")
 
 
 def asset_paths(asset: str, dataset: str, root: str | os.PathLike | None = None) -> dict[str, Path]:
-    folder = Path(root if root is not None else DEFAULT_ROOT) / dataset
+    folder = knowledge_root(root) / dataset
     return {"records": folder / f"{asset}.jsonl", "manifest": folder / f"{asset}.manifest.json",
             "embeddings": folder / f"{asset}.embeddings.npz"}
 
@@ -82,3 +83,15 @@ def load_embeddings(asset: str, dataset: str, root: str | os.PathLike | None = N
     with np.load(path) as data:
         return {"ids": data["ids"].tolist(), "texts": data["texts"].tolist(), "vectors": data["vectors"],
                 "model": str(data["model"])}
+
+
+def require_classes(classes, available, source: str, asset: str) -> None:
+    """Raise one ``ValueError`` naming every class of ``classes`` that ``available`` lacks (tested with ``in``,
+    so a mapping, a set or an object with its own name matching will do). Methods call it before training or
+    evaluation starts, so a run never fails at the first episode or batch that needs a missing class."""
+    needed = list(dict.fromkeys(str(c) for c in classes))
+    missing = [c for c in needed if c not in available]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20
+                                                             else "")
+        raise ValueError(f"{source}: the {asset} asset lacks {len(missing)} of the {len(needed)} classes: {shown}")

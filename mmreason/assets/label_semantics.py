@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from mmreason.assets.spec import AssetSpec, Stage
-from mmreason.llm.parsing import ParseError
+from mmreason.llm.parsing import ParseError, ends_mid_sentence
 
 
 def parse_description(text: str, variables: dict) -> str:
@@ -20,6 +20,8 @@ def parse_description(text: str, variables: dict) -> str:
     line = text.split("\n", 1)[0].strip().strip("\"'")
     if len(line.split()) < 4:
         raise ParseError(f"description too short: {line!r}")
+    if ends_mid_sentence(line):
+        raise ParseError(f"description ends mid-sentence: {line!r}")
     return line if line[-1] in ".!?" else line + "."
 
 

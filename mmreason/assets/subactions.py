@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mmreason.assets.spec import AssetSpec, Stage
-from mmreason.llm.parsing import ParseError, parse_numbered_list
+from mmreason.llm.parsing import ParseError, ends_mid_sentence, parse_numbered_list
 
 
 def clean_sentence(text: str) -> str:
@@ -25,8 +25,11 @@ def clean_sentence(text: str) -> str:
 
 def parse_subactions(text: str, variables: dict) -> list[str]:
     num_steps = int(variables["num_steps"])
-    items = [clean_sentence(s) for s in parse_numbered_list(text)]
-    items = [s for s in items if s]
+    items = [s for s in parse_numbered_list(text) if clean_sentence(s)]
+    unfinished = [s for s in items if ends_mid_sentence(s)]
+    if unfinished:
+        raise ParseError(f"sub-action ends mid-sentence: {unfinished[0]!r}")
+    items = [clean_sentence(s) for s in items]
     if len(items) != num_steps:
         raise ParseError(f"expected exactly {num_steps} sub-actions, got {len(items)}: {items}")
     if len({s.lower() for s in items}) != len(items):

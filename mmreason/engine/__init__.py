@@ -1,4 +1,5 @@
-"""The training engine: one accelerate loop, checkpoints of trainable weights, exact resume, weight averaging.
+"""The training engine: one accelerate loop, checkpoints of trainable weights, honest exact resume, run folders,
+weight averaging.
 
     >>> from mmreason.engine import Trainer, load_checkpoint, average_checkpoints   # doctest: +SKIP
     >>> result = Trainer(model, cfg.train, train_set, run_dir="runs/x", config=cfg).fit()   # doctest: +SKIP
@@ -16,9 +17,19 @@ _EXPORTS = {
     "gather_for_eval": "mmreason.engine.trainer",
     "prepare_eval_loader": "mmreason.engine.trainer",
     "EpochPermutationSampler": "mmreason.engine.trainer",
+    "TrainingInterrupted": "mmreason.engine.trainer",
+    "LaunchError": "mmreason.engine.trainer",
+    "check_train_config": "mmreason.engine.trainer",
     "TrainConfig": "mmreason.engine.config",
     "lr_factor": "mmreason.engine.schedule",
     "build_scheduler": "mmreason.engine.schedule",
+    "grad_accum_steps_for": "mmreason.engine.schedule",
+    "warmup_steps_for": "mmreason.engine.schedule",
+    "ResumeError": "mmreason.engine.runs",
+    "plan_run": "mmreason.engine.runs",
+    "list_runs": "mmreason.engine.runs",
+    "save_peft_adapters": "mmreason.engine.checkpoint",
+    "evaluate_model": "mmreason.engine.evaluation",
     "CheckpointError": "mmreason.engine.checkpoint",
     "load_checkpoint": "mmreason.engine.checkpoint",
     "latest_checkpoint": "mmreason.engine.checkpoint",

@@ -9,7 +9,9 @@ Layout of a run folder::
         model.safetensors              trainable parameters (by name) + buffers of modules that own one
         config.json                    the same resolved config
         trainer_state.pt               optimizer, scheduler, counters, RNG states, data-order state
-        rng_state_rank{r}.pt           RNG states of process r > 0 (multi-process runs)
+        rank{r}_state.pt               RNG states of process r > 0 (multi-process runs)
+        peft/<module>/                 LoRA/PEFT adapters in PEFT's own format (adapter_config.json +
+                                       adapter_model.safetensors), loadable with peft.PeftModel.from_pretrained
 
 A checkpoint folder is written under a temporary name and renamed into place, so a crash never leaves a
 half-written ``step_*`` folder. Frozen weights (e.g. a frozen CLIP tower) are not stored: they are rebuilt by the
@@ -27,6 +29,7 @@ WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "trainer_state.pt"
 CONFIG_NAME = "config.json"
 CHECKPOINTS_DIR = "checkpoints"
+PEFT_DIR = "peft"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -176,6 +179,46 @@ def write_checkpoint_dir(folder: str | os.PathLike, *, weights: Mapping[str, Any
     for name, obj in (extra_json or {}).items():
         atomic_write_json(folder / name, obj)
     return folder
+
+
+def peft_modules(model) -> dict[str, Any]:
+    """``{module name: module}`` of the outermost submodules that carry PEFT adapters (a ``peft.PeftModel``, or a
+    module adapters were injected into with ``peft.inject_adapter_in_model``); ``""`` names ``model`` itself."""
+    found: dict[str, Any] = {}
+    for name, module in model.named_modules():
+        if isinstance(getattr(module, "peft_config", None), dict) and module.peft_config and not any(
+                name == outer or name.startswith(outer + ".") or outer == "" for outer in found):
+            found[name] = module
+    return found
+
+
+def save_peft_adapters(model, folder: str | os.PathLike) -> list[Path]:
+    """Save every PEFT adapter of ``model`` under ``folder/peft/<module name>/`` in PEFT's own format, so
+    ``peft.PeftModel.from_pretrained(base, that_folder)`` loads it into a fresh base model (adapters other than
+    ``default`` go to a sub-folder named after them, as PEFT does). Returns the folders written."""
+    modules = peft_modules(model)
+    if not modules:
+        return []
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    written = []
+    for name, module in modules.items():
+        out = Path(folder) / PEFT_DIR / (name or "model")
+        if isinstance(module, PeftModel):
+            module.save_pretrained(str(out))
+            written.append(out)
+            continue
+        for adapter, adapter_cfg in module.peft_config.items():  # injected adapters: no PeftModel wrapper
+            target = out if adapter == "default" else out / adapter
+            target.mkdir(parents=True, exist_ok=True)
+            adapter_cfg.save_pretrained(str(target))
+            state = get_peft_model_state_dict(module, adapter_name=adapter)
+            # PeftModel names the wrapped module base_model.model; injected adapters have no wrapper
+            save_file({f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
+                      str(target / "adapter_model.safetensors"), metadata={"format": "pt"})
+            written.append(target)
+    return written
 
 
 def temp_dir_for(final: Path) -> Path:

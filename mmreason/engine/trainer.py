@@ -23,6 +23,19 @@ Example::
                       config=cfg)
     result = trainer.fit()          # result.global_step, result.history, result.eval_history
 
+Batch size and warm-up. ``train.global_batch_size > 0`` fixes the samples per optimizer step over all
+processes; the gradient accumulation is derived as ``global_batch_size / (batch_size x processes)``
+(:func:`~mmreason.engine.schedule.grad_accum_steps_for`), and ``train.warmup_epochs`` converts to optimizer steps
+with the run's steps per epoch, so one process and N processes follow the same optimizer-step schedule.
+
+Resume. Before anything is built, :func:`~mmreason.engine.runs.plan_run` compares the resolved config with the
+run folder's (``train.resume``: ``auto`` fails listing changed keys, ``continue`` keeps the run's config and records
+the allowed changes in its history, ``no`` starts a new folder). Every resume logs "resumed from step N of RUN".
+
+Interrupts. Ctrl-C (SIGINT) during :meth:`Trainer.fit` finishes the current optimizer step on every process,
+saves a checkpoint and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``) saying where; a second
+Ctrl-C at least two seconds later stops at once.
+
 Distributed evaluation: run the same ``evaluate`` on every process over a loader from
 :func:`prepare_eval_loader` and combine per-sample tensors with :func:`gather_for_eval`
 (``accelerator.gather_for_metrics``), which drops the samples accelerate repeated to even out the shards.
@@ -32,8 +45,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -43,17 +60,34 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
-from mmreason.engine.checkpoint import (CHECKPOINTS_DIR, checkpoint_name, latest_checkpoint, load_checkpoint,
-                                        prune_checkpoints, publish_dir, read_trainer_state, temp_dir_for,
+from mmreason.config import option
+from mmreason.engine.checkpoint import (CHECKPOINTS_DIR, checkpoint_name, load_checkpoint, prune_checkpoints,
+                                        publish_dir, read_trainer_state, save_peft_adapters, temp_dir_for,
                                         trainable_state_dict, write_checkpoint_dir)
 from mmreason.engine.config import TrainConfig
-from mmreason.engine.schedule import build_scheduler
+from mmreason.engine.runs import ResumeError, plan_run, read_history
+from mmreason.engine.schedule import build_scheduler, grad_accum_steps_for, steps_per_pass, warmup_steps_for
 from mmreason.utils.seed import seed_everything
 
 log = logging.getLogger("mmreason.engine")
 
 METRICS_NAME = "metrics.jsonl"
 STATE_FORMAT = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a completed optimizer step; a checkpoint of that step was saved."""
+
+
+class LaunchError(ValueError):
+    """The process layout is not the one the launch command asked for (e.g. accelerate started one process)."""
+
+
+@dataclass
+class TrainOnlyConfig:
+    """The config saved in a run folder when the trainer is used without an experiment config."""
+
+    train: TrainConfig = option(default_factory=TrainConfig, help="engine settings")
 
 
 @dataclass
@@ -83,17 +117,51 @@ def resolve_mixed_precision(setting: str) -> str:
     return "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "no"
 
 
-def build_accelerator(train_cfg: TrainConfig):
-    """The accelerator the trainer uses when none is passed: mixed precision and gradient accumulation from
-    ``train_cfg``; DDP looks for unused parameters (methods may skip a branch on some steps)."""
+def check_launch() -> None:
+    """Fail when accelerate's single-process launcher ran although several processes were asked for.
+
+    ``accelerate launch --num_processes N`` without ``--multi_gpu`` (always the case with ``--cpu``, or on a machine
+    with fewer than two GPUs) starts one ordinary process; it exports ``MASTER_PORT`` for the processes it does not
+    start, but no ``WORLD_SIZE``.
+    """
+    env = os.environ
+    if "ACCELERATE_USE_CPU" in env and "MASTER_PORT" in env and "WORLD_SIZE" not in env:
+        raise LaunchError("accelerate launch started a single process although several were asked for (--cpu, or "
+                          "--num_processes without --multi_gpu, runs one); use: accelerate launch --multi_gpu "
+                          "--num_processes N -m mmreason.cli.main ... (CPU-only machines too), or unset MASTER_PORT "
+                          "to train in one process")
+
+
+def _use_cpu() -> bool:
+    """Processes started by torchrun / ``accelerate launch --multi_gpu`` on a machine without CUDA train on the CPU
+    with gloo (accelerate alone would make each of them a separate single-process run)."""
+    from accelerate.utils import parse_flag_from_env
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return parse_flag_from_env("ACCELERATE_USE_CPU") or (world > 1 and not torch.cuda.is_available())
+
+
+def build_accelerator(train_cfg: TrainConfig, project_dir: str | os.PathLike | None = None):
+    """The accelerator the trainer (and evaluation) uses when none is passed: CPU or GPU per the launch, mixed
+    precision from ``train_cfg``, gradient accumulation derived for this number of processes
+    (:func:`~mmreason.engine.schedule.grad_accum_steps_for`), DDP's unused-parameter search only when
+    ``train.find_unused_parameters``, and the tracker of ``train.log_with`` writing under ``project_dir``."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    return Accelerator(mixed_precision=resolve_mixed_precision(train_cfg.mixed_precision),
-                       gradient_accumulation_steps=train_cfg.grad_accum_steps,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    check_launch()
+    log_with = None if train_cfg.log_with == "none" else train_cfg.log_with
+    acc = Accelerator(cpu=_use_cpu(), mixed_precision=resolve_mixed_precision(train_cfg.mixed_precision),
+                      log_with=log_with, project_dir=str(project_dir) if project_dir and log_with else None,
+                      kwargs_handlers=[DistributedDataParallelKwargs(
+                          find_unused_parameters=train_cfg.find_unused_parameters)])
+    acc.gradient_accumulation_steps = grad_accum_steps_for(train_cfg, acc.num_processes)
+    return acc
 
 
 def build_optimizer(params: list[nn.Parameter], train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    if not train_cfg.decay_1d_params:  # biases and norm scales in a group without weight decay
+        params = [{"params": [p for p in params if p.ndim > 1]},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
     if train_cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=train_cfg.lr, betas=tuple(train_cfg.betas),
                                  weight_decay=train_cfg.weight_decay)
@@ -220,6 +288,40 @@ class _LossForward(nn.Module):
         return self.model.loss(batch)
 
 
+class _StopRequest:
+    """While active, the first SIGINT only sets ``requested`` (training stops at the next optimizer-step boundary);
+    a SIGINT at least ``grace_s`` seconds later raises ``KeyboardInterrupt`` at once. Launchers forward the
+    terminal's Ctrl-C to their workers, so a second signal right after the first is the same keypress."""
+
+    def __init__(self, grace_s: float = 2.0):
+        self.requested, self.grace_s = False, grace_s
+        self._first = 0.0
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested and time.monotonic() - self._first >= self.grace_s:
+            raise KeyboardInterrupt
+        if not self.requested:
+            self.requested, self._first = True, time.monotonic()
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
 def _capture_rng() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -259,9 +361,11 @@ class Trainer:
             gradients, under autocast) every ``eval_every`` steps / at epoch ends, and at the end of training.
         run_dir: the run folder (default ``train_cfg.output_dir``): ``config.json``, ``metrics.jsonl``,
             ``checkpoints/step_*``.
-        config: the resolved experiment config, saved as ``config.json`` in the run folder and every checkpoint.
+        config: the resolved experiment config (``config.train`` is ``train_cfg``), saved as ``config.json`` in the
+            run folder and every checkpoint, and compared with the run's on a resume (see
+            :mod:`mmreason.engine.runs`); without one a config holding only ``train_cfg`` is saved and compared.
         accelerator: an ``accelerate.Accelerator`` to use instead of building one (its gradient accumulation
-            must equal ``train_cfg.grad_accum_steps``).
+            must equal the one derived from ``train_cfg`` for its number of processes).
     """
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, train_dataset, *, collate_fn: Callable | None = None,
@@ -273,16 +377,28 @@ class Trainer:
         run_dir = run_dir if run_dir not in (None, "") else train_cfg.output_dir
         if not run_dir:
             raise ValueError("Trainer needs a run folder: pass run_dir= or set train.output_dir")
-        _check_train_config(train_cfg)
-        self.model, self.cfg, self.config = model, train_cfg, config
+        check_train_config(train_cfg)
+        # Decide resume / continue / new folder from the run folder's config before anything expensive.
+        self.plan = plan_run(config if config is not None else TrainOnlyConfig(train=train_cfg), run_dir)
+        model_keys = [k for k in self.plan.ignored if not k.startswith("train.")]
+        if model_keys:
+            raise ResumeError(f"train.resume=continue: the model was built from a config that differs from the run "
+                              f"{self.plan.run_dir} in {', '.join(model_keys)}; build it from the run's config "
+                              f"(mmreason.train does)")
+        if self.plan.applied or self.plan.ignored:
+            train_cfg = self.plan.config.train  # the run's settings plus the changes allowed on a resume
+        self.model, self.cfg, self.config = model, train_cfg, self.plan.config
         self.evaluate = evaluate
-        self.run_dir = Path(run_dir)
+        self.run_dir = self.plan.run_dir
 
-        self.accelerator = accelerator if accelerator is not None else build_accelerator(train_cfg)
-        if self.accelerator.gradient_accumulation_steps != train_cfg.grad_accum_steps:
-            raise ValueError(f"the accelerator accumulates {self.accelerator.gradient_accumulation_steps} micro-batches "
-                             f"but train.grad_accum_steps is {train_cfg.grad_accum_steps}")
-        self.is_main = self.accelerator.is_main_process
+        self.accelerator = (accelerator if accelerator is not None
+                            else build_accelerator(train_cfg, project_dir=self.run_dir))
+        acc = self.accelerator
+        self.grad_accum_steps = grad_accum_steps_for(train_cfg, acc.num_processes)
+        if acc.gradient_accumulation_steps != self.grad_accum_steps:
+            raise ValueError(f"the accelerator accumulates {acc.gradient_accumulation_steps} micro-batches but the "
+                             f"train config asks for {self.grad_accum_steps} with {acc.num_processes} process(es)")
+        self.is_main = acc.is_main_process
         # Each process its own stream for dropout/augmentation; the data order itself is shared and sharded.
         seed_everything(train_cfg.seed + self.accelerator.process_index)
 
@@ -299,8 +415,9 @@ class Trainer:
         self.total_steps = train_cfg.max_steps if train_cfg.max_steps > 0 else train_cfg.epochs * self.steps_per_epoch
         if self.total_steps <= 0:
             raise ValueError(f"nothing to train: train.max_steps={train_cfg.max_steps}, train.epochs={train_cfg.epochs}")
+        self.warmup_steps = warmup_steps_for(train_cfg, self.steps_per_epoch)
         # Not prepared: accelerate would step it once per process; here one step = one optimizer step.
-        self.scheduler = build_scheduler(optimizer, train_cfg, self.total_steps)
+        self.scheduler = build_scheduler(optimizer, train_cfg, self.total_steps, self.warmup_steps)
 
         self.global_step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.last_checkpoint: Path | None = None
@@ -338,23 +455,22 @@ class Trainer:
                              f"set train.steps_per_epoch") from e
         if batches == 0:
             raise ValueError(f"the training dataset {type(dataset).__name__} yields no batches")
-        # accelerate ends an accumulation early at the end of each pass, so a pass is this many optimizer steps
-        return math.ceil(batches / self.cfg.grad_accum_steps)
+        return steps_per_pass(batches, self.grad_accum_steps)
 
     # -------------------------------------------------------------------------------------------- training
 
     def fit(self) -> TrainResult:
-        """Train to ``total_steps`` (resuming from the newest checkpoint when ``train_cfg.resume``)."""
+        """Train to ``total_steps``, resuming from the run folder's newest checkpoint per ``train.resume``."""
         acc, cfg = self.accelerator, self.cfg
         self._stream = _DataStream(self.train_loader, self.sampler, self._loader_generator, acc, cfg.seed)
         resumed_from, rank_state = self._resume()
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            if self.config is not None:
-                from mmreason.config import save_config
-
-                save_config(self.config, self.run_dir / "config.json")
+            self._save_run_config(resumed=resumed_from is not None)
+            self._describe_start()
         acc.wait_for_everyone()
+        if cfg.log_with != "none":
+            acc.init_trackers(cfg.log_with)
         if rank_state is not None:  # last, so nothing above can consume random numbers after the restore
             _restore_rng(rank_state["rng"])
         acc.step = 0  # checkpoints fall on optimizer-step boundaries, where accelerate's micro-step count is 0
@@ -363,40 +479,88 @@ class Trainer:
         progress = self._progress_bar()
         self.model.train()
         try:
-            while self.global_step < self.total_steps:
-                step_scalars, lr = self._optimizer_step()
-                self.global_step += 1
-                self.step_in_epoch += 1
-                for k, v in step_scalars.items():
-                    self._window[k] = self._window.get(k, 0.0) + v
-                self._window_steps += 1
-                epoch_end = self.step_in_epoch >= self.steps_per_epoch
-                if epoch_end:
-                    self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                last = self.global_step >= self.total_steps
-                progress.update(1)
+            with self._log_redirect(), _StopRequest() as stop:
+                while self.global_step < self.total_steps:
+                    step_scalars, lr = self._optimizer_step()
+                    self.global_step += 1
+                    self.step_in_epoch += 1
+                    for k, v in step_scalars.items():
+                        self._window[k] = self._window.get(k, 0.0) + v
+                    self._window_steps += 1
+                    epoch_end = self.step_in_epoch >= self.steps_per_epoch
+                    if epoch_end:
+                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    last = self.global_step >= self.total_steps
+                    progress.update(1)
 
-                if self.global_step % cfg.log_every == 0 or last:
-                    record = self._log(lr)
-                    history.append(record)
-                    progress.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{lr:.3g}")
-                if self.evaluate is not None and cfg.eval_every != -1 and (
-                        (cfg.eval_every > 0 and self.global_step % cfg.eval_every == 0)
-                        or (cfg.eval_every == 0 and epoch_end) or last):
-                    record = self._run_evaluation()
-                    eval_history.append(record)
-                    if self.is_main and cfg.progress:
-                        progress.write(f"step {self.global_step}: " + ", ".join(
-                            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["metrics"].items()))
-                if (cfg.save_every > 0 and self.global_step % cfg.save_every == 0) or (
-                        cfg.save_every == 0 and epoch_end) or last:
-                    self.save_checkpoint()
+                    if self.global_step % cfg.log_every == 0 or last:
+                        record = self._log(lr)
+                        history.append(record)
+                        progress.set_postfix(loss=f"{record['loss']:.4g}", lr=f"{lr:.3g}")
+                    if not last and self._stop_requested(stop):  # after the last step the run ends anyway
+                        ckpt = self.save_checkpoint()
+                        raise TrainingInterrupted(f"stopped at step {self.global_step} of {self.total_steps}; state "
+                                                  f"saved in {ckpt}; rerun the same command to resume")
+                    if self.evaluate is not None and cfg.eval_every != -1 and (
+                            (cfg.eval_every > 0 and self.global_step % cfg.eval_every == 0)
+                            or (cfg.eval_every == 0 and epoch_end) or last):
+                        record = self._run_evaluation()
+                        eval_history.append(record)
+                        if self.is_main:
+                            log.info("step %d: %s", self.global_step, ", ".join(
+                                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                for k, v in record["metrics"].items()))
+                    if (cfg.save_every > 0 and self.global_step % cfg.save_every == 0) or (
+                            cfg.save_every == 0 and epoch_end) or last:
+                        self.save_checkpoint()
         finally:
             self._stream.close()
             progress.close()
+            if cfg.log_with != "none":
+                acc.end_training()
         return TrainResult(global_step=self.global_step, epoch=self.epoch, history=history,
                            eval_history=eval_history, run_dir=self.run_dir, last_checkpoint=self.last_checkpoint,
                            resumed_from=resumed_from)
+
+    def _stop_requested(self, stop: _StopRequest) -> bool:
+        """Whether any process got Ctrl-C; every process must agree, so all stop after the same step."""
+        if self.accelerator.num_processes == 1:
+            return stop.requested
+        flag = torch.tensor([float(stop.requested)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def _log_redirect(self):
+        """Route the package's log lines through tqdm while the progress bar is shown, so they do not break it."""
+        import contextlib
+
+        if not (self.is_main and self.cfg.progress):
+            return contextlib.nullcontext()
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        return logging_redirect_tqdm(loggers=[logging.getLogger("mmreason")])
+
+    def _save_run_config(self, resumed: bool) -> None:
+        """Write ``config.json``; on a resume with ``train.resume=continue`` changes, append them to its history."""
+        from mmreason.config import save_config
+
+        history = read_history(self.run_dir) if resumed else []
+        if resumed and self.plan.applied:
+            history.append({"step": self.global_step, "resume": "continue",
+                            "changes": {k: [old, new] for k, (old, new) in self.plan.applied.items()}})
+            log.info("train.resume=continue: applied %s", ", ".join(
+                f"{k} {old!r} -> {new!r}" for k, (old, new) in self.plan.applied.items()))
+        save_config(self.config, self.run_dir / "config.json", **({"history": history} if history else {}))
+
+    def _describe_start(self) -> None:
+        acc, cfg = self.accelerator, self.cfg
+        trainable = sum(p.numel() for p in self.params)
+        total = sum(p.numel() for p in self.model.parameters())
+        log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", _count(total),
+                 100.0 * trainable / max(total, 1))
+        log.info("batch %d per step = %d per micro-batch x %d process(es) x %d accumulated; %d steps per epoch, "
+                 "%d steps, warm-up %d steps", cfg.batch_size * acc.num_processes * self.grad_accum_steps,
+                 cfg.batch_size, acc.num_processes, self.grad_accum_steps, self.steps_per_epoch, self.total_steps,
+                 self.warmup_steps)
 
     def _optimizer_step(self) -> tuple[dict[str, torch.Tensor], float]:
         """Consume micro-batches until accelerate syncs gradients, then step; returns the micro-batch mean of
@@ -409,7 +573,16 @@ class Trainer:
         while True:
             batch = next(self._stream)
             with acc.accumulate(self._wrapped):
-                out = self._wrapped(batch)
+                try:
+                    out = self._wrapped(batch)
+                except RuntimeError as e:
+                    if "find_unused_parameters" in str(e):
+                        from mmreason.config import ConfigError
+
+                        raise ConfigError(f"{type(self.model).__name__} left some trainable parameters without a "
+                                           f"gradient on a multi-process run: set train.find_unused_parameters=true "
+                                           f"({str(e).splitlines()[0]})") from e
+                    raise
                 loss = _loss_of(out, type(self.model).__name__)
                 acc.backward(loss)
                 if acc.sync_gradients and self.cfg.grad_clip > 0:
@@ -447,6 +620,8 @@ class Trainer:
         record = {"event": "train", "step": self.global_step,
                   "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch, "lr": lr, **scalars}
         self._write_metrics(record)
+        if self.cfg.log_with != "none":
+            self.accelerator.log({f"train/{k}": v for k, v in {"lr": lr, **scalars}.items()}, step=self.global_step)
         return record
 
     def _run_evaluation(self) -> dict:
@@ -461,6 +636,9 @@ class Trainer:
                   "epoch": self.epoch + self.step_in_epoch / self.steps_per_epoch,
                   "metrics": {k: _scalar(v) for k, v in metrics.items()}}
         self._write_metrics(record)
+        if self.cfg.log_with != "none":
+            self.accelerator.log({f"eval/{k}": v for k, v in record["metrics"].items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=self.global_step)
         return record
 
     def _write_metrics(self, record: dict) -> None:
@@ -506,6 +684,7 @@ class Trainer:
             }
             write_checkpoint_dir(tmp, weights=trainable_state_dict(self.model), config=self.config,
                                  trainer_state=trainer_state)
+            save_peft_adapters(self.model, tmp)
         else:
             torch.save(rank_state, tmp / f"rank{acc.process_index}_state.pt")
         acc.wait_for_everyone()
@@ -517,13 +696,12 @@ class Trainer:
         return final
 
     def _resume(self) -> tuple[Path | None, dict | None]:
-        """Load the newest checkpoint of the run folder; returns it and this process's RNG/log state."""
-        ckpt = latest_checkpoint(self.run_dir)
+        """Load the checkpoint :func:`plan_run` chose; returns it and this process's RNG/log state."""
+        ckpt = self.plan.resume_from
         if ckpt is None:
+            if self.is_main:
+                self._truncate_metrics(0)  # records of an earlier attempt that never reached a checkpoint
             return None, None
-        if not self.cfg.resume:
-            raise RuntimeError(f"{self.run_dir} already holds checkpoints (newest: {ckpt.name}); set train.resume=true "
-                               f"to continue that run, or choose another train.output_dir")
         acc = self.accelerator
         state = read_trainer_state(ckpt)
         load_checkpoint(self.model, ckpt, strict=True)
@@ -549,7 +727,7 @@ class Trainer:
             rank_state = None
         if self.is_main:
             self._truncate_metrics(self.global_step)
-        log.info("resumed %s at step %d (epoch %d)", ckpt, self.global_step, self.epoch)
+            log.info("resumed from step %d of %s", self.global_step, self.run_dir)
         return ckpt, rank_state
 
     def _truncate_metrics(self, step: int) -> None:
@@ -580,14 +758,21 @@ def _loss_of(out: Any, model_name: str) -> torch.Tensor:
     return loss.reshape(())
 
 
-def _check_train_config(cfg: TrainConfig) -> None:
+def check_train_config(cfg: TrainConfig) -> None:
+    """The checks that need no model or data (run them before building anything); raise ``ValueError``."""
     positive = {"batch_size": cfg.batch_size, "grad_accum_steps": cfg.grad_accum_steps, "log_every": cfg.log_every}
     for name, value in positive.items():
         if value < 1:
             raise ValueError(f"train.{name} must be >= 1, got {value}")
-    for name in ("epochs", "steps_per_epoch", "max_steps", "warmup_steps", "save_every", "keep_checkpoints",
-                 "num_workers"):
+    for name in ("epochs", "steps_per_epoch", "max_steps", "warmup_steps", "warmup_epochs", "save_every",
+                 "keep_checkpoints", "num_workers", "global_batch_size"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"train.{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.eval_every < -1:
         raise ValueError(f"train.eval_every must be -1 (never), 0 (each epoch) or a step count, got {cfg.eval_every}")
+    if cfg.log_with == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None:
+            raise ValueError("train.log_with=tensorboard needs the tensorboard package: pip install tensorboard "
+                             "(or set train.log_with=none)")

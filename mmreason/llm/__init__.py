@@ -9,7 +9,8 @@ Backends (registered lazily in ``mmreason.registry.BACKENDS``; building one impo
 
 Example:
     >>> from mmreason.llm import CachedBackend, Request, ResponseCache, SamplingParams, make_backend
-    >>> cache = ResponseCache("knowledge/.llm_cache")
+    >>> from mmreason.llm.paths import response_cache_dir
+    >>> cache = ResponseCache(response_cache_dir())            # $MMREASON_CACHE/llm_responses
     >>> llm = CachedBackend(make_backend("hf", model="embedded"), cache)                        # doctest: +SKIP
     >>> llm.generate([Request(prompt="Action: pour\\n1.", sampling=SamplingParams(max_tokens=48))])  # doctest: +SKIP
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmreason.llm.base import LLMBackend, derive_seed, render_plain_chat, resolve_model_identity
+from mmreason.llm.base import (DeferredBackend, LLMBackend, answer_progress, derive_seed, render_plain_chat,
+                               resolve_model_identity)
 from mmreason.llm.cache import (CACHE_SCHEMA_VERSION, CachedBackend, CacheMissError, ReplayBackend, ResponseCache,
                                 key_for)
 from mmreason.llm.deterministic import DeterministicBackend
@@ -59,7 +61,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mmreason.llm' has no attribute {name!r}")
 
 
-__all__ = ["CACHE_SCHEMA_VERSION", "CacheMissError", "CachedBackend", "DeterministicBackend", "Generation",
-           "HFBackend", "LLMBackend", "ParseError", "ReplayBackend", "Request", "ResponseCache", "SamplingParams",
-           "VLLMBackend", "derive_seed", "embedded_llm_path", "key_for", "make_backend", "render_plain_chat",
-           "resolve_model_identity"]
+__all__ = ["CACHE_SCHEMA_VERSION", "CacheMissError", "CachedBackend", "DeferredBackend", "DeterministicBackend",
+           "Generation", "HFBackend", "LLMBackend", "ParseError", "ReplayBackend", "Request", "ResponseCache",
+           "SamplingParams", "VLLMBackend", "answer_progress", "derive_seed", "embedded_llm_path", "key_for",
+           "make_backend", "render_plain_chat", "resolve_model_identity"]

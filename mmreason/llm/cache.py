@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mmreason.llm.base import LLMBackend
+from mmreason.llm.base import LLMBackend, report_answered
 from mmreason.llm.types import Generation, Request, messages_to_json
 from mmreason.utils.hashing import sha256_json
 from mmreason.utils.io import atomic_write_json
@@ -201,6 +201,7 @@ class CachedBackend(LLMBackend):
             if entry is not None:
                 out[i] = _from_entry(entry, model_id, key)
                 self.stats["hits"] += 1
+                report_answered(1)
             else:
                 todo.setdefault(key, []).append(i)
         pending = list(todo.items())
@@ -216,6 +217,7 @@ class CachedBackend(LLMBackend):
                 self.cache.put(key, requests[positions[0]], gen, model_id, revision, versions)
                 for i in positions:
                     out[i] = replace(gen, cached=False, cache_key=key)
+                report_answered(len(positions) - 1)  # the backend reported the first one (or its caller counts)
         return out  # type: ignore[return-value]
 
     def library_versions(self) -> dict[str, str]:
@@ -251,6 +253,7 @@ class ReplayBackend(LLMBackend):
                 missing.append((r, key))
                 continue
             out.append(replace(_from_entry(entry, self.model_id, key), latency_s=time.perf_counter() - start))
+            report_answered(1)
         if missing:
             r, key = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

@@ -13,10 +13,11 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Callable
 
-from mmreason.llm.base import LLMBackend, truncate_at_stop
+from mmreason.llm.base import LLMBackend, report_answered, truncate_at_stop
 from mmreason.llm.types import Generation, Request
 from mmreason.utils.hashing import sha256_json
 
@@ -51,12 +52,14 @@ class DeterministicBackend(LLMBackend):
             text, stopped = truncate_at_stop(text, r.sampling.stop)
             words = text.split()
             finish = "stop"
-            if len(words) > r.sampling.max_tokens:  # a "token" is a word here
-                text, finish = " ".join(words[:r.sampling.max_tokens]), "length"
+            if len(words) > r.sampling.max_tokens:  # a "token" is a word here; line breaks are kept
+                end = [m.end() for m in re.finditer(r"\S+", text)][r.sampling.max_tokens - 1]
+                text, finish = text[:end], "length"
             prompt_len = len((r.prompt or repr(r.messages)).split())
             out.append(Generation(text=text, finish_reason=finish, num_prompt_tokens=prompt_len,
                                   num_output_tokens=min(len(words), r.sampling.max_tokens), backend=self.name,
                                   model_id=self.model_id, latency_s=time.perf_counter() - start))
+            report_answered(1)
         return out
 
 

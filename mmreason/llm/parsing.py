@@ -6,6 +6,9 @@
 - ``parse_yaml_like``: ``key: value`` lines and ``key:`` followed by ``- item`` lines.
 - ``validate_schema``: a small JSON-schema subset, errors name the path (``$.steps[2]``).
 - ``map_to_vocabulary``: exact, then case/spacing-insensitive, then fuzzy (rapidfuzz) match to a label list.
+- ``ends_mid_sentence`` / ``drop_unfinished_line`` / ``copied_from``: answers a small model gets wrong in ways a
+  format check does not see: a sentence cut off ("... onto the"), an answer that ran into ``max_tokens``, an
+  answer that repeats the prompt's few-shot examples instead of answering.
 - ``generate_validated`` / ``generate_validated_many``: ask, parse, and retry a bad answer with a new
   ``sample_index`` up to ``max_attempts`` times, recording every attempt (never dropping a failure silently).
 
@@ -240,6 +243,64 @@ def map_to_vocabulary(text: str, vocab: Sequence[str], cutoff: float = 85.0) -> 
 
     best = process.extractOne(target, normed, scorer=fuzz.ratio, score_cutoff=cutoff)
     return None if best is None else int(best[2])
+
+
+# ------------------------------------------------------------------------------ incomplete or copied answers
+
+# Words a complete sentence of ours does not end with: articles, conjunctions, most prepositions, possessives,
+# auxiliaries. Particles that end phrasal verbs ("pick it up", "turn the water on") are left out on purpose.
+_DANGLING = frozenset("""a an the and or but nor of to with from into onto at by for as than that which who whose
+    while because his her their its my your our this these those is are was were be been has have had will would
+    can could should must very""".split())
+
+
+def ends_mid_sentence(text: str) -> bool:
+    """Whether a sentence or phrase stops before it is complete: it ends in an article, a conjunction, a
+    preposition or a possessive ("Lowering the glass back onto the."), or in a comma, colon, dash or bracket."""
+    t = text.strip().rstrip(".!?\"'").rstrip()
+    if not t:
+        return True
+    if t[-1] in ",;:-\u2013\u2014(/&":
+        return True
+    words = re.findall(r"[A-Za-z']+", t)
+    return bool(words) and words[-1].lower() in _DANGLING
+
+
+def drop_unfinished_line(text: str) -> str:
+    """``text`` without its last line: what is left of an answer cut off by ``max_tokens`` (whose last line is
+    unfinished), so a parser sees only complete lines and a missing item shows as a wrong count."""
+    return text.rsplit("\n", 1)[0] if "\n" in text else ""
+
+
+def normalize_words(text: str) -> str:
+    """Lower-case words separated by single spaces (punctuation and brackets dropped)."""
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def copied_from(texts: Sequence[str], reference_lines: Sequence[str], min_words: int = 3,
+                similarity: float = 0.8) -> list[str]:
+    """The ``texts`` (of at least ``min_words`` words) that copy the reference: they occur word for word in it, or
+    they match one of its lines with only a word or two changed (``difflib`` ratio over words >= ``similarity``),
+    case and punctuation ignored. Used on answers that repeat a prompt's few-shot examples or instructions,
+    possibly with the example's object swapped for the asked one.
+
+    >>> copied_from(["Holding the bow and raising the arm back.", "Aiming at the target."],
+    ...             ["Holding the ball and raising the arm back.", "Swinging the arm forward."])
+    ['Holding the bow and raising the arm back.']
+    """
+    import difflib
+
+    lines = [normalize_words(line).split() for line in reference_lines]
+    joined = " " + " ".join(" ".join(words) for words in lines) + " "
+    out = []
+    for t in texts:
+        words = normalize_words(t).split()
+        if len(words) < min_words:
+            continue
+        if f" {' '.join(words)} " in joined or any(
+                difflib.SequenceMatcher(None, words, line, autojunk=False).ratio() >= similarity for line in lines):
+            out.append(t)
+    return out
 
 
 # ------------------------------------------------------------------------------------ validated retries

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import time
 from typing import Any
 
-from mmreason.llm.base import (LLMBackend, derive_seed, library_versions, render_plain_chat, resolve_model_identity,
-                               to_pil, truncate_at_stop)
+from mmreason.llm.base import (LLMBackend, derive_seed, is_local_path, library_versions, render_plain_chat,
+                               resolve_model_identity, to_pil, truncate_at_stop)
 from mmreason.llm.types import Generation, Request
 
 _INSTALL_HINT = ("the vllm backend needs the 'vllm' package and a CUDA GPU: pip install 'mmreason[gpu]' on a "
@@ -66,13 +67,13 @@ class VLLMBackend(LLMBackend):
             import vllm
         except ImportError as e:
             raise ImportError(_INSTALL_HINT) from e
+        ident = resolve_model_identity(model, revision)  # a missing local folder fails here, before any loading
         if model == "embedded":
             from mmreason.llm.embedded import embedded_llm_path
 
             source = str(embedded_llm_path())
         else:
-            source = str(model)
-        ident = resolve_model_identity(model, revision)
+            source = os.path.expanduser(str(model)) if is_local_path(model) else str(model)
         self.model_id, self.revision = model_id or ident[0], ident[1]
         kwargs = dict(model=source, tensor_parallel_size=tensor_parallel_size,
                       enable_prefix_caching=enable_prefix_caching, gpu_memory_utilization=gpu_memory_utilization,
@@ -160,8 +161,6 @@ class VLLMBackend(LLMBackend):
 
 
 def _is_local(source: str) -> bool:
-    import os
-
     return os.path.isdir(os.path.expanduser(source))
 
 

@@ -59,6 +59,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         kwargs = dict(classes=classes[:min(len(classes), 6)], llm=llm, knowledge_root=Path(tmp), embed=False,
+                      cache_dir=Path(tmp) / "llm_responses",  # a fresh cache: the cold run really generates
                       progress=False, echo=lambda s: None, batch_size=args.batch_size)
         cold, t_cold = timed(lambda: generate_assets("subactions", "bench", **kwargs))
         warm, t_warm = timed(lambda: generate_assets("subactions", "bench", **kwargs))

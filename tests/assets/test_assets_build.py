@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from mmreason.assets.build import generate_assets
+from mmreason.assets.preflight import GenerationCheckError
 from mmreason.assets.io import load_assets, load_manifest
 from mmreason.assets.prompts import PROMPTS_ROOT
 from mmreason.llm import CacheMissError, DeterministicBackend
@@ -156,7 +157,7 @@ def test_only_and_force_regenerate_selectively(tmp_path):
     after = {r["id"]: r for r in load_assets("subactions", "toy", tmp_path / "knowledge")}
     assert after["pour"]["subactions"] == ["New first.", "New second.", "New third."]
     assert after["ride bike"] == before["ride bike"] and list(after) == CLASSES
-    with pytest.raises(KeyError, match="did you mean 'pour'"):
+    with pytest.raises(GenerationCheckError, match="did you mean 'pour'"):
         build(tmp_path, "subactions", changed, only=["poor"])
 
 
@@ -174,9 +175,10 @@ def test_dry_run_prints_prompts_and_counts(tmp_path):
 
 def test_replay_serves_cached_answers_and_fails_on_a_miss(tmp_path):
     from mmreason.llm import ReplayBackend, ResponseCache
+    from mmreason.llm.paths import response_cache_dir
 
     summary, backend = build(tmp_path, "subactions", subaction_answer, classes=CLASSES[:2])
-    replay = ReplayBackend(ResponseCache(tmp_path / "knowledge" / ".llm_cache"), backend.model_id, backend.revision)
+    replay = ReplayBackend(ResponseCache(response_cache_dir()), backend.model_id, backend.revision)
     summary2, _ = build(tmp_path, "subactions", None, classes=CLASSES[:2], llm=replay)
     assert summary2["cached"] == 2
     with pytest.raises(CacheMissError, match="pour"):

@@ -17,9 +17,10 @@ from engine_toys import TeacherClassification, ToyClassifier, make_evaluate, par
 from mmreason.engine import Trainer
 from mmreason.engine.config import TrainConfig
 
-# SGD without momentum on mean losses: 2 processes x batch 4 must equal 1 process x batch 8.
-CONFIG = TrainConfig(seed=0, batch_size=4, optimizer="sgd", momentum=0.0, lr=0.2, max_steps=6, save_every=3,
-                     log_every=1, eval_every=3, progress=False)
+# SGD without momentum on mean losses, a global batch of 8 and half an epoch of warm-up: 2 processes x batch 4
+# must equal 1 process accumulating 2 micro-batches of 4, with the same learning-rate schedule.
+CONFIG = TrainConfig(seed=0, batch_size=4, global_batch_size=8, warmup_epochs=0.5, optimizer="sgd", momentum=0.0,
+                     lr=0.2, max_steps=6, save_every=3, log_every=1, eval_every=3, progress=False)
 TRAIN = dict(n=32, seed=7)
 EVAL = dict(n=37, seed=7, split=1)  # 37 = not a multiple of 2 processes x batch 4: the gather must drop padding
 
@@ -39,7 +40,7 @@ def main(run_dir: str, out_dir: str, crash_at_call: int | None = None) -> None:
         record.update(
             digest=params_digest(model), params={k: v.tolist() for k, v in model.state_dict().items()},
             eval=[r["metrics"] for r in result.eval_history], seen=model.seen,
-            losses={r["step"]: r["loss"] for r in result.history},
+            losses={r["step"]: r["loss"] for r in result.history}, lrs=[r["lr"] for r in result.history],
             resumed_from=result.resumed_from.name if result.resumed_from else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,6 +36,8 @@ def _launch(run_dir: Path, out_dir: Path, *extra: str) -> tuple[subprocess.Compl
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(SCRIPT.parent), str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    # no parameter of the toy is unused, so DDP must not be told to search for unused ones
+    assert "find_unused_parameters" not in proc.stderr, proc.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sorted(out_dir.glob("rank*.json"))]
     return proc, records
 
@@ -70,12 +71,18 @@ def test_two_processes_train_like_one_big_batch_and_resume_after_a_crash(tmp_pat
                                                   first[1]["seen"][:3] + r1["seen"]))
     assert sorted(sum(batches[:4], [])) == list(range(32))
 
-    # one process with batch 8 (= 2 x 4) takes the same batches and, with SGD on mean losses, the same steps
+    # one process with the same config accumulates 2 micro-batches of 4 (global batch 8): the same batches, the
+    # same warm-up (half of 4 steps per epoch) and, with SGD on mean losses, the same steps
     torch.manual_seed(0)
     reference = ToyClassifier()
-    result = Trainer(reference, replace(CONFIG, batch_size=8), TeacherClassification(**TRAIN),
-                     evaluate=make_evaluate(TeacherClassification(**EVAL)), run_dir=tmp_path / "single").fit()
-    assert [sorted(b) for b in reference.seen] == [sorted(b) for b in batches]
+    trainer = Trainer(reference, CONFIG, TeacherClassification(**TRAIN),
+                      evaluate=make_evaluate(TeacherClassification(**EVAL)), run_dir=tmp_path / "single")
+    assert (trainer.grad_accum_steps, trainer.steps_per_epoch, trainer.warmup_steps) == (2, 4, 2)
+    result = trainer.fit()
+    single_steps = [reference.seen[i] + reference.seen[i + 1] for i in range(0, len(reference.seen), 2)]
+    assert [sorted(b) for b in single_steps] == [sorted(b) for b in batches]
+    assert result.history[0]["lr"] == 0.0  # warm-up starts at 0
+    assert r0["lrs"] == pytest.approx([r["lr"] for r in result.history][3:])  # the resumed steps 4..6
     for name, value in reference.state_dict().items():
         torch.testing.assert_close(torch.tensor(r0["params"][name]), value, rtol=0, atol=1e-5)
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

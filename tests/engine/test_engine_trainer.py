@@ -104,15 +104,16 @@ def test_interrupted_run_resumes_with_identical_losses(tmp_path, case):
     assert steps == [r["step"] for r in full.history]
 
 
-def test_existing_checkpoints_without_resume_is_an_error(tmp_path):
+def test_finished_run_resumes_to_nothing_and_resume_false_starts_a_new_folder(tmp_path):
     data = TeacherClassification(n=16, seed=4)
     cfg = replace(BASE, max_steps=2)
     _train(tmp_path, "run", cfg, data)
-    with pytest.raises(RuntimeError, match="already holds checkpoints.*resume"):
-        _train(tmp_path, "run", replace(cfg, resume=False), data)
     # resuming a finished run trains nothing more
     _, again = _train(tmp_path, "run", cfg, data)
     assert again.global_step == 2 and again.history == [] and again.last_checkpoint.name == "step_0000002"
+    # the old boolean `resume: false` means "do not resume": a fresh run beside the old one
+    _, fresh = _train(tmp_path, "run", replace(cfg, resume=False), data)
+    assert fresh.run_dir == tmp_path / "run-2" and fresh.resumed_from is None and len(fresh.history) == 2
 
 
 def test_bad_models_and_settings_fail_clearly(tmp_path):
@@ -156,3 +157,23 @@ def test_iterable_dataset_needs_steps_per_epoch_and_cycles(tmp_path):
     model, result = _train(tmp_path, "stream", replace(BASE, batch_size=4, steps_per_epoch=4, epochs=1), _Stream())
     assert result.global_step == 4
     assert model.seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [0, 1, 2, 3]]
+
+
+def test_decay_1d_params_false_exempts_biases_and_norm_scales_from_weight_decay():
+    from mmreason.engine.trainer import build_optimizer
+
+    layer, norm = torch.nn.Linear(3, 2), torch.nn.LayerNorm(2)
+    params = [*layer.parameters(), *norm.parameters()]
+    before = [p.detach().clone() for p in params]
+    cfg = TrainConfig(optimizer="adamw", lr=0.1, weight_decay=0.5, decay_1d_params=False)
+    opt = build_optimizer(params, cfg)
+    for p in params:
+        p.grad = torch.zeros_like(p)   # a zero gradient: only the decoupled decay moves the weights
+    opt.step()
+    assert torch.allclose(layer.weight, before[0] * (1 - 0.1 * 0.5))       # the matrix decays
+    for p, b in zip(params[1:], before[1:]):                                # bias, norm weight and bias do not
+        assert torch.equal(p, b)
+    decayed_all = build_optimizer([torch.nn.Parameter(torch.ones(2))], replace(cfg, decay_1d_params=True))
+    decayed_all.param_groups[0]["params"][0].grad = torch.zeros(2)
+    decayed_all.step()
+    assert torch.allclose(decayed_all.param_groups[0]["params"][0], torch.full((2,), 0.95))

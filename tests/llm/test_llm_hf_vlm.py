@@ -14,39 +14,9 @@ PATCHES_PER_IMAGE = (32 // 8) ** 2  # image 32x32, patch 8 -> 16 image tokens pe
 
 @pytest.fixture(scope="module")
 def tiny_llava_dir(tmp_path_factory):
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+    from tiny_models import save_tiny_llava
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>"]
-    vocab = {t: i for i, t in enumerate(specials + WORDS + [":", "user", "assistant"])}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tk.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    tk.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=32)
-    text = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=vocab["<image>"],
-                         vision_feature_layer=-1, vision_feature_select_strategy="default")
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config)
-    template = ("{% for m in messages %}{{ m['role'] }} : {% for p in m['content'] %}"
-                "{% if p['type'] == 'image' %}<image> {% else %}{{ p['text'] }} {% endif %}{% endfor %}{% endfor %}"
-                "{% if add_generation_prompt %}assistant : {% endif %}")
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        tokenizer=tokenizer, patch_size=8, vision_feature_select_strategy="default",
-        num_additional_image_tokens=1, chat_template=template)  # CLIP's CLS token is dropped by "default"
-    path = tmp_path_factory.mktemp("tiny_llava")
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
+    return save_tiny_llava(tmp_path_factory.mktemp("tiny_llava"), WORDS, patch_size=8)
 
 
 @pytest.fixture(scope="module")
