@@ -13,7 +13,7 @@ os.environ.setdefault("MMREASON_PROGRESS", "0")
 
 
 @pytest.fixture(autouse=True)
-def isolated_cache(tmp_path, monkeypatch) -> Path:
+def isolated_cache(tmp_path_factory, monkeypatch) -> Path:
     """Every test gets its own ``$MMREASON_CACHE`` (LLM answers, embeddings, scratch files), never ~/.cache/mmreason,
     so no test depends on what an earlier one cached. The converted embedded Gemma stays shared (``models/`` links
     to the real folder), so it is converted at most once per machine."""
@@ -21,8 +21,7 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
     real_models = mmreason_cache_dir() / "models"
     real_models.mkdir(parents=True, exist_ok=True)
-    cache = tmp_path / "mmreason_cache"
-    cache.mkdir()
+    cache = tmp_path_factory.mktemp("mmreason_cache")   # beside the test's tmp_path, not inside it
     (cache / "models").symlink_to(real_models, target_is_directory=True)
     monkeypatch.setenv("MMREASON_CACHE", str(cache))
     return cache

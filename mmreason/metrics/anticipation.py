@@ -9,7 +9,7 @@
   to ``(N, Z, K)`` first, which changes nothing in the result.
 * **EK-55 / EGTEA long-term** (AntGPT ``video_multiclasscls_task.py``, torchnet ``APMeter``): mAP of sigmoid
   scores over verb classes present in the evaluation targets (the label mask), reported All / Freq (many-shot)
-  / Rare (the rest of the present classes).
+  / Rare (the rest of the present classes). An LLM's K x Z answers become scores with :func:`verb_set_scores`.
 * **RULSTM short-term** (``fpv-iplab/rulstm`` ``utils.py``, ``main.py``): top-k accuracy, mean top-5 recall
   (``topk_recall``: mean over classes of the top-k accuracy on that class's samples; EK-55 restricts it to
   many-shot classes present, EK-100 uses all present classes), verb/noun scores by marginalising the action
@@ -137,6 +137,26 @@ def verb_set_map(scores: Any, targets: Any, many_shot: Sequence[int] | np.ndarra
     return {k: float(ap[m].mean()) if m.any() else float("nan") for k, m in groups.items()}
 
 
+def verb_set_scores(verb_preds: Any, num_verbs: int, how: str = "frequency") -> np.ndarray:
+    """Verb-set scores ``[N, V]`` from K predicted sequences of Z verbs ``[N, K, Z]`` (an LLM's answers, for
+    :func:`verb_set_map`). ``how="frequency"``: the share of the K x Z predicted actions with each verb;
+    ``"presence"``: the share of the K sequences that contain the verb at least once. Ids < 0 (padding) count as
+    nothing. (A reconstruction of ICVL's EK-55/EGTEA scoring: the paper's rule is not available.)"""
+    preds = _np(verb_preds).astype(np.int64)
+    if preds.ndim != 3:
+        raise ValueError(f"expected verb predictions [N, K, Z], got {preds.shape}")
+    if how not in ("frequency", "presence"):
+        raise ValueError(f"how must be 'frequency' or 'presence', got {how!r}")
+    n, k, z = preds.shape
+    onehot = np.zeros((n, k, z, num_verbs))
+    valid = (preds >= 0) & (preds < num_verbs)
+    ni, ki, zi = np.nonzero(valid)
+    onehot[ni, ki, zi, preds[valid]] = 1.0
+    if how == "frequency":
+        return onehot.sum(axis=(1, 2)) / (k * z)
+    return onehot.max(axis=2).mean(axis=1)
+
+
 # ================================================================================================ RULSTM protocol
 
 def softmax(x: Any, axis: int = -1) -> np.ndarray:
@@ -230,5 +250,5 @@ def rulstm_anticipation_metrics(action_scores: Any, action_labels: Any, action_v
 __all__ = [
     "ANTICIPATION_TIMES", "action_sequences", "aued", "average_precision", "edit_distance", "ego4d_lta_metrics",
     "levenshtein", "many_shot_actions", "marginal_indexes", "marginalize", "rulstm_anticipation_metrics",
-    "softmax", "topk_accuracy", "topk_recall", "verb_set_map",
+    "softmax", "topk_accuracy", "topk_recall", "verb_set_map", "verb_set_scores",
 ]

@@ -8,7 +8,7 @@ from mmreason.data.anticipation import (ActionVocab, AnnotationError, Vocabulary
                                         ego4d_lta_windows, load_egtea_vocab, load_ego4d_taxonomy, load_epic_classes,
                                         load_epic_vocab, load_rulstm_actions, map_sequence, open_features,
                                         read_class_ids, read_ego4d_lta, read_epic55_action_labels,
-                                        read_lta_segments_json, read_rulstm_csv, rulstm_frame_key,
+                                        read_egotopo_split, read_lta_segments_json, read_rulstm_csv, rulstm_frame_key,
                                         rulstm_past_frames, split_action_phrases, verb_set_samples,
                                         write_ego4d_submission, RulstmFeatureDataset)
 
@@ -112,6 +112,66 @@ def test_submission_writer_official_format(tmp_path):
         write_ego4d_submission(tmp_path / "o.json", keys, verbs.astype(float), nouns)
 
 
+
+# Real Ego4D v2 noun names: single-item parentheses disambiguate (nut_(food) / nut_(tool), mouse_(computer)), a
+# multi-item last group lists synonyms, a first group qualifies (pepper_(vegetable)_(capsicum,_pepper)), and one
+# noun carries a stray quote and trailing comma.
+EGO4D_NOUNS = ["nut_(food)", "nut_(tool)", "pot", "pot_(planter)", "mouse_(computer)", "food",
+               "pepper_(vegetable)_(capsicum,_pepper)", "chip_(food)", "chip_(wood,_metal)", "chip_(wood'_metal),",
+               "cup_(cup,_mug,_tumbler)", "bat_(sports)", "bat_(tool)"]
+
+
+def test_ego4d_disambiguated_classes_stay_distinct_and_predictable():
+    vocab = ActionVocab(Vocabulary.from_names(["take_(pick,_grab,_get)", "file_(with_tool)"], "verb"),
+                        Vocabulary.from_names(EGO4D_NOUNS, "noun"))
+    nouns = vocab.nouns
+    assert nouns.display[:4] == ("nut (food)", "nut (tool)", "pot", "pot (planter)")
+    assert nouns.text(4) == "mouse (computer)" and nouns.text(6) == "pepper (vegetable)"
+    assert nouns.display[7:10] == ("chip (food)", "chip (wood/metal)", "chip (wood metal)")
+    assert len(set(nouns.display)) == len(nouns) and "," not in " ".join(nouns.display)   # commas split LLM answers
+    assert vocab.verbs.display == ("take", "file (with tool)") and vocab.verbs.synonyms[0] == ("pick", "grab", "get")
+    # a qualifier is no synonym: "food" is the food class, never a nut; the bare name of a unique class still maps
+    assert nouns.lookup("food") == 5 and nouns.synonyms[0] == () and nouns.lookup("mouse") == 4
+    assert nouns.lookup("capsicum") == 6 and nouns.lookup("mug") == 10
+    # the display text (what the prompt shows and the LLM writes back), the raw name and free text -> the right id
+    for i, name in enumerate(EGO4D_NOUNS):
+        assert nouns.lookup(nouns.display[i], fuzzy_cutoff=None) == i and nouns.lookup(name, fuzzy_cutoff=None) == i
+    text = ("take nut (food), grab the nut (tool), take pot, take the pot (planter), take nut_(food), "
+            "pick bat (sports), take bat tool, file (with tool) chip (food), take food, take the mouse")
+    assert map_sequence(text, vocab, z=10).pairs == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 0), (0, 11), (0, 12),
+                                                      (1, 7), (0, 5), (0, 4)]
+    # prompt round trip: every (verb, noun) written as its display text maps back to itself
+    pairs = [(v, n) for v in range(2) for n in range(len(nouns)) if n != 9]   # 9 normalises like 8 (same name)
+    written = ", ".join(f"{vocab.verbs.text(v)} {nouns.text(n)}" for v, n in pairs)
+    assert map_sequence(written, vocab, z=len(pairs)).pairs == pairs
+
+
+def test_recognized_observed_actions_formats(tmp_path):
+    from mmreason.data.anticipation import read_recognized_actions
+
+    path = tmp_path / "val_observed.json"
+    path.write_text(json.dumps({
+        "A_0": {"verb": 2, "noun": 1},                                   # top-1 ids
+        "A_1": {"verb": [3, 0, 1], "noun": [4, 2]},                      # ranked candidates: the first counts
+        "A_2": {"verb": [0.1, 2.5, -1.0, 0.3], "noun": [0.0, 0.0, 0.0, 0.0, 9.0]},   # class scores: argmax
+        # Ego4D recognition windows (K sequences over the 3 segments ending at 5): votes per segment
+        "B_5": {"verb": [[1, 1, 2], [1, 3, 2]], "noun": [[0, 0, 0], [4, 0, 0]]},
+        "B_6": {"verb": [[3, 2, 0]], "noun": [[0, 1, 1]]},               # covers B_4 .. B_6
+    }))
+    table = read_recognized_actions(path, num_verbs=4, num_nouns=5)
+    assert table["A_0"] == (2, 1) and table["A_1"] == (3, 4) and table["A_2"] == (1, 4)
+    # B_3: verbs 1, 1 / nouns 0, 4 (tie -> smaller id 0); B_4: verbs 1, 3, 3 -> 3 / nouns 0, 0, 0; B_5: verbs 2, 2, 2
+    # and 0 -> 2, nouns 0, 0, 1 -> 0; B_6 only from the second window
+    assert table["B_3"] == (1, 0) and table["B_4"] == (3, 0) and table["B_5"] == (2, 0) and table["B_6"] == (0, 1)
+    for bad, match in [({"A_0": {"verb": 7, "noun": 0}}, "'A_0' verb 7 is not a class id in 0..3"),
+                       ({"clip": {"verb": 1, "noun": 0}}, "entry 'clip' must be keyed"),
+                       ({"A_0": {"verb": [[1, 2], [1]], "noun": 0}}, "share one length"),
+                       ({"A_0": {"verb": [0.5, 0.5], "noun": 0}}, "2 scores for 4 classes")]:
+        path.write_text(json.dumps(bad))
+        with pytest.raises(AnnotationError, match=match) as err:
+            read_recognized_actions(path, num_verbs=4, num_nouns=5)
+        assert "val_observed.json" in str(err.value)
+
 # ------------------------------------------------------------------------------------------------ EPIC / EGTEA vocab
 
 def test_epic_class_csvs_and_actions(tmp_path):
@@ -199,6 +259,47 @@ def test_lta_positions_from_seconds_and_epic_csv(tmp_path):
     assert [s.verb_label for s in videos["P01_01"]] == [0, 3]          # sorted by start frame
     assert videos["P01_01"][0].elocation == pytest.approx(90 / 200)
 
+
+
+def test_egotopo_split_positions_are_relative_to_the_video_length(tmp_path):
+    """EGO-TOPO split rows (path, start, end, verb, noun; tab-separated) with the video length from _nframes.csv:
+    the observation ends at int(r * num_frames) and the future starts after it (EGO-TOPO's frame rule)."""
+    rows = [("P01/P01_01", 100, 180, 4, 1), ("P01/P01_01", 10, 90, 0, 0), ("P01/P01_01", 200, 240, 1, 2),
+            ("P01/P01_01", 300, 390, 2, 0), ("P01/P01_01", 400, 480, 3, 3), ("P01/P01_01", 600, 700, 5, 1),
+            ("P01/P01_01", 750, 790, 6, 1)]
+    split = tmp_path / "val_S1.csv"
+    split.write_text("\n".join("\t".join(map(str, r)) for r in rows) + "\n")
+    (tmp_path / "val_S1_nframes.csv").write_text("P01/P01_01\t1000\n")
+    segs = read_egotopo_split(split)["P01_01"]
+    assert [s.start_frame for s in segs] == [10, 100, 200, 300, 400, 600, 750]        # start order = action_idx
+    assert [s.action_idx for s in segs] == list(range(7)) and segs[1].verb_label == 4
+    assert segs[0].num_frames == 1000 and segs[-1].elocation == pytest.approx(0.79)    # over the video, not 790
+    samples = verb_set_samples({"P01_01": segs}, num_verbs=8, ratios=(0.25, 0.5, 0.75))
+    # r=.25: t=250 -> observed ends <= 250: 3 segments; future starts > 250: 300, 400, 600, 750 -> verbs {2,3,5,6}
+    # r=.5: t=500 -> 5 observed, future {5, 6} (2 < 3 -> dropped); r=.75: dropped too
+    assert [s.ratio for s in samples] == [0.25]
+    assert np.flatnonzero(samples[0].target).tolist() == [2, 3, 5, 6]
+    assert [g.start_frame for g in samples[0].future] == [300, 400, 600, 750]
+    assert samples[0].last_observed_id == "P01_01_2"
+    # without a frame-count file the length is the last annotated end (EGO-TOPO's EGTEA loader)
+    (tmp_path / "val_S1_nframes.csv").unlink()
+    assert read_egotopo_split(split)["P01_01"][0].num_frames == 790
+    split.write_text("P01/P01_01\t10\tninety\t0\t0\n")
+    with pytest.raises(AnnotationError, match="val_S1.csv: line 1"):
+        read_egotopo_split(split)
+
+
+def test_egtea_index_files_vocabulary(tmp_path):
+    from mmreason.data.anticipation import load_egtea_idx_vocab
+
+    (tmp_path / "verb_idx.txt").write_text("Take 1\nTurn on 3\nPut 2\n")
+    (tmp_path / "noun_idx.txt").write_text("cutting_board 2\nbowl 1\n")
+    vocab = load_egtea_idx_vocab(tmp_path / "verb_idx.txt", tmp_path / "noun_idx.txt")
+    assert vocab.verbs.display == ("take", "put", "turn on") and vocab.nouns.display == ("bowl", "cutting board")
+    assert map_sequence("turn on the cutting board, take bowl", vocab, z=2).pairs == [(2, 1), (0, 0)]
+    (tmp_path / "noun_idx.txt").write_text("bowl 1\nplate 3\n")
+    with pytest.raises(AnnotationError, match="noun_idx.txt"):
+        load_egtea_idx_vocab(tmp_path / "verb_idx.txt", tmp_path / "noun_idx.txt")
 
 # ------------------------------------------------------------------------------------------------ RULSTM features
 

@@ -6,7 +6,7 @@ from sklearn.metrics import average_precision_score
 from mmreason.metrics.anticipation import (action_sequences, aued, average_precision, edit_distance,
                                            ego4d_lta_metrics, levenshtein, many_shot_actions, marginal_indexes,
                                            marginalize, rulstm_anticipation_metrics, softmax, topk_accuracy,
-                                           topk_recall, verb_set_map)
+                                           topk_recall, verb_set_map, verb_set_scores)
 
 
 # ------------------------------------------------------------------------------------------------ Ego4D ED
@@ -83,6 +83,22 @@ def test_verb_set_map_masks_absent_classes_and_splits_freq_rare():
     assert res["mAP_rare"] == pytest.approx(per_class[1:3].mean())
 
 
+def test_verb_set_scores_from_k_by_z_answers_hand_case():
+    # one sample, K = 2 sequences of Z = 3 verbs; -1 is padding
+    preds = np.array([[[0, 0, 2], [2, 1, -1]]])
+    freq = verb_set_scores(preds, num_verbs=4)                      # counts / (K * Z)
+    np.testing.assert_allclose(freq, [[2 / 6, 1 / 6, 2 / 6, 0.0]])
+    presence = verb_set_scores(preds, num_verbs=4, how="presence")  # share of sequences with the verb
+    np.testing.assert_allclose(presence, [[0.5, 0.5, 1.0, 0.0]])
+    # into the EK-55/EGTEA mAP: a sample whose answers name exactly its future verbs ranks them first
+    targets = np.array([[1, 0, 1, 0], [0, 1, 0, 1]], dtype=bool)
+    answers = np.array([[[0, 2, 0]], [[1, 3, 3]]])                 # [N=2, K=1, Z=3]
+    assert verb_set_map(verb_set_scores(answers, 4), targets)["mAP"] == pytest.approx(1.0)
+    assert verb_set_map(verb_set_scores(answers[::-1], 4), targets)["mAP"] == pytest.approx(0.5)   # swapped answers
+    with pytest.raises(ValueError, match=r"\[N, K, Z\]"):
+        verb_set_scores(np.zeros((2, 3)), 4)
+
+
 # ------------------------------------------------------------------------------------------------ RULSTM
 
 def test_topk_accuracy_and_recall_hand_case():
@@ -124,15 +140,19 @@ def test_many_shot_actions_verb_or_noun():
 
 def test_rulstm_report_marginalizes_and_indexes_times():
     rng = np.random.default_rng(1)
-    av, an = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
-    scores = rng.standard_normal((6, 8, 4))
-    labels = np.array([0, 1, 2, 3, 1, 2])
+    av, an = np.repeat(np.arange(4), 2), np.tile(np.arange(2), 4)      # 8 actions = 4 verbs x 2 nouns
+    scores = rng.standard_normal((6, 8, 8))
+    labels = np.array([0, 1, 2, 3, 5, 7])
+    scores[0, 0] = np.arange(8)                             # sample 0 at 2.0 s: its label (action 0) ranks last
     res = rulstm_anticipation_metrics(scores, labels, av, an)
     t = 4                                                   # tau_a = 1 s
     verb_scores = marginalize(softmax(scores[:, t]), av)
     assert res["verb_top1@1.0s"] == pytest.approx(100 * topk_accuracy(verb_scores, av[labels], (1,))[0])
     assert res["action_top1@1.0s"] == pytest.approx(100 * topk_accuracy(scores[:, t], labels, (1,))[0])
-    assert res["action_top5@2.0s"] == 100.0                  # only 4 actions: top-5 always hits
+    # 8 actions, so top-5 can miss: sample 0 misses at 2.0 s
+    top5 = [labels[i] in np.argsort(-scores[i, 0])[:5] for i in range(6)]
+    assert not top5[0]
+    assert res["action_top5@2.0s"] == pytest.approx(100 * np.mean(top5)) and res["action_top5@2.0s"] < 100
     # many-shot restriction changes the recall
     restricted = rulstm_anticipation_metrics(scores, labels, av, an, recall_classes={"action": [0]})
     assert restricted["action_mt5r@1.0s"] == pytest.approx(

@@ -82,27 +82,24 @@ def test_labels_cover_only_the_answer_and_soft_tokens_sit_at_the_placeholder(mod
 
 
 def test_anticipate_maps_noisy_text_and_dedupes_with_a_retry_cap(model, monkeypatch):
+    """Noisy answers map onto the vocabulary (numbering, inflections, padding by the last action), unmappable and
+    duplicate answers are no candidates, and after the PALM budget (K x (1 + dedupe_retries) answers) a prompt still
+    short of K repeats its best. The sampler is replaced by a fixed stream of answers, taken in order."""
     vocab = model.vocab
-    answers = iter([
-        # round 0: two noisy duplicates of one sequence and one unmappable answer
-        ["1. Take the knife\n2. cutting onion", "take knife, cut onion, cut onion", "no actions here at all"],
-        # round 1: one new sequence, one duplicate again
-        ["wash pan; put bowl", "Take knife, cut onion"],
-        # round 2 (last allowed): only duplicates
-        ["wash pan, put bowl"],
-    ])
-    calls = []
+    stream = iter(["1. Take the knife\n2. cutting onion", "take knife, cut onion, cut onion", "no actions here at all",
+                   "wash pan; put bowl", "Take knife, cut onion"] + ["wash pan, put bowl"] * 20)
+    drawn = []
 
-    def fake_sample(embeds, mask, n, seed, z):
-        calls.append(len(embeds))
-        texts = next(answers)[:n]
+    def fake_sample(rows, prefix, n, generators, z):
+        texts = [next(stream) for _ in range(n * len(rows))]
+        drawn.extend(texts)
         return texts, [-float(i) for i in range(len(texts))]
 
     monkeypatch.setattr(model, "_sample", fake_sample)
     monkeypatch.setattr(model.cfg, "dedupe_retries", 2)
     item = build_dataset(tiny_cfg(), "val")[0]
     cands = model.anticipate(item["visual"][None], [item["prompt"]], [item["intention"]], k=3, z=4)[0]
-    assert len(calls) == 3                                                          # 1 + 2 retries, then stop
+    assert len(drawn) == 3 * (1 + 2)                                               # the budget, then stop
     v, n = model.vocab.verbs.lookup, model.vocab.nouns.lookup
     first = [(v("take"), n("knife")), (v("cut"), n("onion")), (v("cut"), n("onion")), (v("cut"), n("onion"))]
     second = [(v("wash"), n("pan")), (v("put"), n("bowl")), (v("put"), n("bowl")), (v("put"), n("bowl"))]

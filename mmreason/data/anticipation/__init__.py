@@ -30,10 +30,12 @@ from __future__ import annotations
 from mmreason.data.anticipation.vocab import (ActionVocab, AnnotationError, Vocabulary, normalize_phrase,
                                               read_class_ids)
 from mmreason.data.anticipation.ego4d import (Ego4DAction, LTAWindow, check_ego4d_submission, ego4d_lta_windows,
-                                              load_ego4d_taxonomy, read_ego4d_lta, write_ego4d_submission)
-from mmreason.data.anticipation.epic import (Segment, VerbSetSample, load_egtea_vocab, load_epic_classes,
-                                             load_epic_vocab, load_rulstm_actions, read_egtea_action_labels,
-                                             read_epic55_action_labels, read_lta_segments_json, verb_set_samples)
+                                              load_ego4d_taxonomy, read_ego4d_lta, read_recognized_actions,
+                                              write_ego4d_submission)
+from mmreason.data.anticipation.epic import (Segment, VerbSetSample, load_egtea_idx_vocab, load_egtea_vocab,
+                                             load_epic_classes, load_epic_vocab, load_rulstm_actions,
+                                             read_egotopo_split, read_egtea_action_labels, read_epic55_action_labels,
+                                             read_lta_segments_json, verb_set_samples)
 from mmreason.data.anticipation.rulstm import (LmdbFeatures, NpyFeatures, RulstmFeatureDataset, RulstmRow,
                                                open_features, read_rulstm_csv, rulstm_frame_key,
                                                rulstm_past_frames)
@@ -43,9 +45,9 @@ from mmreason.data.anticipation.text_mapping import (MappedSequence, map_action_
 __all__ = [
     "ActionVocab", "AnnotationError", "Ego4DAction", "LTAWindow", "LmdbFeatures", "MappedSequence", "NpyFeatures",
     "RulstmFeatureDataset", "RulstmRow", "Segment", "VerbSetSample", "Vocabulary", "check_ego4d_submission",
-    "ego4d_lta_windows", "load_ego4d_taxonomy", "load_egtea_vocab", "load_epic_classes", "load_epic_vocab",
-    "load_rulstm_actions", "map_action_phrase", "map_sequence", "normalize_phrase", "open_features",
-    "read_class_ids", "read_ego4d_lta", "read_egtea_action_labels", "read_epic55_action_labels",
-    "read_lta_segments_json", "read_rulstm_csv", "rulstm_frame_key", "rulstm_past_frames", "split_action_phrases",
-    "verb_set_samples", "write_ego4d_submission",
+    "ego4d_lta_windows", "load_ego4d_taxonomy", "load_egtea_idx_vocab", "load_egtea_vocab", "load_epic_classes",
+    "load_epic_vocab", "load_rulstm_actions", "map_action_phrase", "map_sequence", "normalize_phrase",
+    "open_features", "read_class_ids", "read_ego4d_lta", "read_egotopo_split", "read_egtea_action_labels",
+    "read_epic55_action_labels", "read_lta_segments_json", "read_recognized_actions", "read_rulstm_csv",
+    "rulstm_frame_key", "rulstm_past_frames", "split_action_phrases", "verb_set_samples", "write_ego4d_submission",
 ]

@@ -1,7 +1,9 @@
-"""Ego4D long-term anticipation: taxonomy, ``fho_lta_*.json`` windows and the ``outputs.json`` submission."""
+"""Ego4D long-term anticipation: taxonomy, ``fho_lta_*.json`` windows, the ``outputs.json`` submission, and the
+recognised observed actions an action recogniser writes (:func:`read_recognized_actions`)."""
 from __future__ import annotations
 
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -124,3 +126,69 @@ def check_ego4d_submission(submission: str | Path | Mapping[str, Any], expected_
                     or any(not isinstance(s, list) or len(s) != num_future for s in seqs)):
                 problems.append(f"{k}: '{head}' must be {num_sequences} lists of {num_future} ids")
     return problems
+
+
+# ================================================================================================ recogniser output
+
+_SEGMENT_KEY = re.compile(r"^(.+)_(\d+)$")
+
+
+def read_recognized_actions(path: str | Path, num_verbs: int | None = None,
+                            num_nouns: int | None = None) -> dict[str, tuple[int, int]]:
+    """Read recognised observed actions -> ``{"<clip_uid>_<action_idx>": (verb id, noun id)}`` (top-1 per segment).
+
+    The file is what the recognisers of the LLM-based LTA works write (JSON object keyed by
+    ``"<clip_uid>_<action_idx>"``, the Ego4D segment key); each value is ``{"verb": V, "noun": N}`` where V (and N) is
+      * an int: the top-1 class of that segment;
+      * a list of ints: K ranked candidates of that segment (the first is the top-1);
+      * a list of lists of ints: K candidate sequences over the L segments *ending* at ``action_idx`` (the
+        Ego4D-forecasting recognition task's output, which PALM reads: ``seq[j]`` is segment
+        ``action_idx - L + 1 + j``);
+      * a list of floats: one score per class (AntGPT's recogniser logits): the argmax.
+    Every entry votes for the segments it covers (an int, the first candidate or the argmax: one vote; a window:
+    one vote per candidate and position); a segment's action is its most voted verb and noun, ties to the smaller
+    id (PALM aggregates windows by majority the same way). Ids outside ``num_verbs``/``num_nouns`` are an error.
+    """
+    path = _require_file(path, "recognised observed actions (predictions JSON)")
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise AnnotationError(f"{path}: recognised actions are a JSON object keyed by '<clip_uid>_<action_idx>'")
+    votes: dict[str, dict[str, Counter]] = defaultdict(lambda: {"verb": Counter(), "noun": Counter()})
+    for key, entry in data.items():
+        m = _SEGMENT_KEY.match(str(key))
+        if m is None or not isinstance(entry, dict) or "verb" not in entry or "noun" not in entry:
+            raise AnnotationError(f"{path}: entry {key!r} must be keyed '<clip_uid>_<action_idx>' and hold 'verb' "
+                                  "and 'noun'")
+        clip, idx = m.group(1), int(m.group(2))
+        for head, size in (("verb", num_verbs), ("noun", num_nouns)):
+            for offset, cls in _segment_votes(entry[head], size, path, key, head):
+                votes[f"{clip}_{idx - offset}"][head][cls] += 1
+    return {k: (_top(v["verb"]), _top(v["noun"])) for k, v in votes.items()}
+
+
+def _segment_votes(value: Any, size: int | None, path: Path, key: str, head: str) -> list[tuple[int, int]]:
+    """``[(segments before action_idx, class id)]`` for one head of one entry."""
+    def check(c: Any) -> int:
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0 or (size is not None and c >= size):
+            raise AnnotationError(f"{path}: entry {key!r} {head} {c!r} is not a class id in 0..{(size or 0) - 1}"
+                                  if size is not None else f"{path}: entry {key!r} {head} {c!r} is not a class id")
+        return c
+
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [(0, check(value))]
+    if isinstance(value, list) and value and all(isinstance(x, list) for x in value):
+        length = len(value[0])
+        if not length or any(len(seq) != length for seq in value):
+            raise AnnotationError(f"{path}: entry {key!r} {head}: the K candidate sequences must share one length")
+        return [(length - 1 - j, check(c)) for seq in value for j, c in enumerate(seq)]
+    if isinstance(value, list) and value and any(isinstance(x, float) for x in value):
+        if size is not None and len(value) != size:
+            raise AnnotationError(f"{path}: entry {key!r} {head} holds {len(value)} scores for {size} classes")
+        return [(0, int(np.argmax(np.asarray(value, dtype=np.float64))))]
+    if isinstance(value, list) and value:
+        return [(0, check(value[0]))]
+    raise AnnotationError(f"{path}: entry {key!r} {head} must be an id, ranked ids, K id sequences or class scores")
+
+
+def _top(counter: Counter) -> int:
+    return min(counter, key=lambda c: (-counter[c], c))

@@ -115,7 +115,11 @@ def load_egtea_vocab(actions_csv: str | Path) -> ActionVocab:
 
 @dataclass(frozen=True)
 class Segment:
-    """An annotated segment of a video with its relative start/end position in [0, 1]."""
+    """An annotated segment of a video with its relative start/end position in [0, 1].
+
+    ``start_frame``/``end_frame``/``num_frames`` are set when the source gives frames (EGO-TOPO split files); then
+    :func:`verb_set_samples` applies EGO-TOPO's integer rule exactly (observation ends at ``int(r * num_frames)``).
+    """
 
     video_id: str
     action_idx: int
@@ -123,6 +127,9 @@ class Segment:
     noun_label: int
     slocation: float
     elocation: float
+    start_frame: int = -1
+    end_frame: int = -1
+    num_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,7 @@ class VerbSetSample:
     observed: tuple[Segment, ...]
     target: np.ndarray            # [num_verbs] bool
     last_observed_id: str
+    future: tuple[Segment, ...] = ()   # the segments after the observation, in start order
 
 
 def _positions_from_times(starts: Sequence[float], ends: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +156,8 @@ def read_lta_segments_json(path: str | Path) -> dict[str, list[Segment]]:
     Records carry ``clip_uid`` (the video), ``action_idx``, ``verb_label``, ``noun_label`` and either
     ``slocation``/``elocation`` (relative positions, as AntGPT's converted EK-55/EGTEA files do) or
     ``action_clip_start_sec``/``action_clip_end_sec``, in which case positions are taken relative to the last
-    annotated end of the video (a reconstruction; EGO-TOPO uses the video length).
+    annotated end of the video (EGO-TOPO's video length for EGTEA; for EK-55 it reads the frame counts, see
+    :func:`read_egotopo_split`).
     """
     path = _require_file(path, "long-term anticipation annotation file")
     data = read_json(path)
@@ -234,16 +243,88 @@ def read_egtea_action_labels(path: str | Path, vocab: ActionVocab) -> dict[str, 
     return out
 
 
+def read_egotopo_split(path: str | Path, nframes_path: str | Path | None = None) -> dict[str, list[Segment]]:
+    """Read an EGO-TOPO long-term anticipation split (``data/{epic,gtea}/split/{train,val}_S1.csv``): tab-separated
+    rows ``path start_frame end_frame verb noun`` (``EpicRawFramesRecord``), grouped by video and sorted by
+    ``(start_frame, end_frame)``; ``action_idx`` is the position in that order (the row of the video's per-segment
+    features). The video length comes from ``<split>_nframes.csv`` (``path<TAB>num_frames``; default: next to the
+    split file, as EGO-TOPO reads it), else from the last annotated end frame (what EGO-TOPO uses for EGTEA);
+    positions are frames over that length. The video id is the last part of ``path`` (``P01/P01_01`` -> ``P01_01``).
+    """
+    path = _require_file(path, "EGO-TOPO split file")
+    rows: dict[str, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = line.strip().split("\t")
+        try:
+            vid, start, end, verb, noun = cells[0], int(cells[1]), int(cells[2]), int(cells[3]), int(cells[4])
+        except (IndexError, ValueError) as e:
+            raise AnnotationError(f"{path}: line {line_no} should be 'path<TAB>start_frame<TAB>end_frame<TAB>verb<TAB>"
+                                  f"noun' ({e})") from e
+        rows[vid].append((start, end, verb, noun))
+    default_nframes = path.with_name(path.stem + "_nframes.csv")
+    nframes_file = Path(nframes_path) if nframes_path else (default_nframes if default_nframes.is_file() else None)
+    lengths: dict[str, int] = {}
+    if nframes_file is not None:
+        for line_no, line in enumerate(_require_file(nframes_file, "EGO-TOPO frame counts").read_text(
+                encoding="utf-8").splitlines(), start=1):
+            if line.strip():
+                try:
+                    vid, n = line.strip().split("\t")[:2]
+                    lengths[vid] = int(n)
+                except ValueError as e:
+                    raise AnnotationError(f"{nframes_file}: line {line_no} should be 'path<TAB>num_frames' "
+                                          f"({e})") from e
+    out: dict[str, list[Segment]] = {}
+    for vid, rs in rows.items():
+        rs.sort()
+        if nframes_file is not None and vid not in lengths:
+            raise AnnotationError(f"{nframes_file}: no frame count for video {vid!r} of {path}")
+        length = lengths.get(vid) or max(r[1] for r in rs)
+        name = vid.rstrip("/").split("/")[-1]
+        out[name] = [Segment(name, j, v, n, s / length, e / length, s, e, length) for j, (s, e, v, n) in enumerate(rs)]
+    return out
+
+
+def load_egtea_idx_vocab(verb_idx: str | Path, noun_idx: str | Path) -> ActionVocab:
+    """EGTEA Gaze+ classes from its ``action_annotation/verb_idx.txt`` and ``noun_idx.txt`` (lines ``<name> <id>``,
+    ids from 1; names may hold spaces, e.g. ``Turn on 6``): class id = id - 1, as EGO-TOPO parses them
+    (19 verbs, 53 nouns)."""
+    tables = []
+    for file, kind in ((verb_idx, "verb"), (noun_idx, "noun")):
+        file = _require_file(file, f"EGTEA {kind} index file")
+        names: dict[int, str] = {}
+        for line_no, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            *words, idx = line.split()
+            if not words or not idx.isdigit():
+                raise AnnotationError(f"{file}: line {line_no} should be '<name> <id>', got {line!r}")
+            names[int(idx) - 1] = " ".join(words).lower()
+        if sorted(names) != list(range(len(names))):
+            raise AnnotationError(f"{file}: {kind} ids must run 1..{len(names)}")
+        tables.append(Vocabulary.from_names([names[i] for i in range(len(names))], kind, reverse_colon=False))
+    return ActionVocab(tables[0], tables[1])
+
+
 def verb_set_samples(videos: Mapping[str, Sequence[Segment]], num_verbs: int,
                      ratios: Sequence[float] = (0.25, 0.5, 0.75), min_observed: int = 3,
                      min_future: int = 3) -> list[VerbSetSample]:
     """AntGPT's ``get_future_anno``: observed = ``elocation <= r``, future = ``slocation > r``; keep samples with
-    at least ``min_observed`` and ``min_future`` segments (3 and 3 in the official code)."""
+    at least ``min_observed`` and ``min_future`` segments (3 and 3 in the official code). Segments read with frames
+    (EGO-TOPO split files) use EGO-TOPO's ``load_annotations_anticipation`` rule on frames instead:
+    ``t = int(r * num_frames)``, observed = ``end_frame <= t``, future = ``start_frame > t``."""
     out = []
     for vid, segs in videos.items():
         for r in ratios:
-            obs = [s for s in segs if s.elocation <= r]
-            fut = [s for s in segs if s.slocation > r]
+            if segs and all(s.num_frames > 0 for s in segs):
+                t = int(r * segs[0].num_frames)
+                obs = [s for s in segs if s.end_frame <= t]
+                fut = [s for s in segs if s.start_frame > t]
+            else:
+                obs = [s for s in segs if s.elocation <= r]
+                fut = [s for s in segs if s.slocation > r]
             if len(obs) < min_observed or len(fut) < min_future:
                 continue
             target = np.zeros(num_verbs, dtype=bool)
@@ -251,5 +332,5 @@ def verb_set_samples(videos: Mapping[str, Sequence[Segment]], num_verbs: int,
                 if not 0 <= s.verb_label < num_verbs:
                     raise AnnotationError(f"video {vid}: verb label {s.verb_label} outside 0..{num_verbs - 1}")
                 target[s.verb_label] = True
-            out.append(VerbSetSample(vid, float(r), tuple(obs), target, f"{vid}_{obs[-1].action_idx}"))
+            out.append(VerbSetSample(vid, float(r), tuple(obs), target, f"{vid}_{obs[-1].action_idx}", tuple(fut)))
     return out

@@ -1,9 +1,10 @@
-"""RULSTM short-term anticipation: split CSVs, the 0.25 s past-frame grid and LMDB / npy feature stores."""
+"""RULSTM short-term anticipation: split CSVs, the 0.25 s past-frame grid, LMDB / npy feature stores, and the
+annotated segments that cover each past frame (per-step observed labels)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -16,9 +17,10 @@ from mmreason.data.anticipation.vocab import (
 
 @dataclass(frozen=True)
 class RulstmRow:
-    """One row of an RULSTM split CSV (labels are -1 in challenge/test files)."""
+    """One row of an RULSTM split CSV (labels are -1 in challenge/test files). ``id`` is an int (EK-55, EGTEA)
+    or a string such as ``"P01_11_0"`` (EK-100's narration ids)."""
 
-    id: int
+    id: int | str
     video: str
     start_frame: int
     end_frame: int
@@ -29,15 +31,17 @@ class RulstmRow:
 
 def read_rulstm_csv(path: str | Path) -> list[RulstmRow]:
     """Read ``training.csv``/``validation.csv`` (``id,video,start,end,verb,noun,action``, no header) or a test
-    file with only ``id,video,start,end``."""
+    file with only ``id,video,start,end``. Numeric ids become ints; EK-100's ``P01_11_0`` ids stay strings
+    (RULSTM reads the first column as a pandas index, whatever its type)."""
     path = _require_file(path, "RULSTM split CSV")
     out = []
     for line, row in enumerate(_read_csv_rows(path), start=1):
         try:
+            row_id = int(row[0]) if row and row[0].lstrip("-").isdigit() else row[0]
             if len(row) >= 7:
-                out.append(RulstmRow(int(row[0]), row[1], int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])))
+                out.append(RulstmRow(row_id, row[1], int(row[2]), int(row[3]), int(row[4]), int(row[5]), int(row[6])))
             elif len(row) == 4:
-                out.append(RulstmRow(int(row[0]), row[1], int(row[2]), int(row[3])))
+                out.append(RulstmRow(row_id, row[1], int(row[2]), int(row[3])))
             else:
                 raise ValueError(f"{len(row)} columns")
         except ValueError as e:
@@ -58,6 +62,50 @@ def rulstm_past_frames(start_frame: int, *, fps: float = 30.0, time_step: float 
     if frames.max() >= 1:
         frames[frames < 1] = frames[frames >= 1].min()
     return frames
+
+
+class SegmentIndex:
+    """Annotated action segments per video on the frame axis of the RULSTM CSVs, to label any frame with the
+    action being performed in it (the EPIC / EGTEA segments that RULSTM's split CSVs list, ``start`` and
+    ``end`` inclusive, 30 fps frame numbers). Segments without a label (``action < 0``) are ignored.
+
+    ``overlap`` decides frames inside several segments with different actions (EPIC segments overlap):
+    ``"latest"`` = the action of the segment that started last (the one just begun), ``"unknown"`` = no label.
+    """
+
+    def __init__(self, rows: Iterable[RulstmRow], overlap: str = "latest"):
+        if overlap not in ("latest", "unknown"):
+            raise ValueError(f"overlap={overlap!r}: use 'latest' or 'unknown'")
+        self.overlap = overlap
+        per_video: dict[str, list[tuple[int, int, int]]] = {}
+        for r in rows:
+            if r.action >= 0:
+                per_video.setdefault(r.video, []).append((r.start_frame, r.end_frame, r.action))
+        # per video: starts, ends, actions sorted by (start, end), so the last covering segment started last
+        self.videos = {v: tuple(np.array(col, dtype=np.int64) for col in zip(*sorted(segs)))
+                       for v, segs in per_video.items()}
+
+    @classmethod
+    def from_csvs(cls, paths: Iterable[str | Path], overlap: str = "latest") -> "SegmentIndex":
+        return cls([row for p in paths for row in read_rulstm_csv(p)], overlap)
+
+    def labels(self, video: str, frames: Sequence[int], unknown: int = -1) -> np.ndarray:
+        """``[len(frames)]`` int64: the action performed in each frame, ``unknown`` where no segment covers it."""
+        frames = np.asarray(frames, dtype=np.int64)
+        out = np.full(len(frames), unknown, dtype=np.int64)
+        if video not in self.videos:
+            return out
+        starts, ends, actions = self.videos[video]
+        covers = (starts[None, :] <= frames[:, None]) & (frames[:, None] <= ends[None, :])   # [F, S]
+        covered = covers.any(axis=1)
+        latest = np.where(covers, np.arange(len(starts)), -1).max(axis=1)   # segments are sorted by start
+        out[covered] = actions[latest[covered]]
+        if self.overlap == "unknown":                                       # several different actions: no label
+            big = np.iinfo(np.int64).max
+            lowest = np.where(covers, actions, big).min(axis=1)
+            highest = np.where(covers, actions, -1).max(axis=1)
+            out[covered & (lowest != highest)] = unknown
+        return out
 
 
 def rulstm_frame_key(video: str, frame: int, img_tmpl: str = "frame_{:010d}.jpg") -> str:

@@ -31,22 +31,49 @@ def normalize_phrase(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _split_class_name(raw: str, reverse_colon: bool = True) -> tuple[str, tuple[str, ...]]:
-    """``"take_(pick,_grab,_get)"`` -> ``("take", ("pick", "grab", "get"))``; EPIC ``"board:cutting"`` ->
-    ``"cutting board"`` (``reverse_colon``; EGTEA's ``"bell:pepper"`` is already in reading order)."""
-    raw = raw.strip()
-    synonyms: list[str] = []
-    m = re.match(r"^(.*?)_?\((.*)\)\s*$", raw)
-    if m:
-        raw_main, inner = m.group(1), m.group(2)
-        synonyms = [s.strip().strip("_").replace("_", " ") for s in inner.split(",") if s.strip().strip("_")]
-    else:
-        raw_main = raw
-    main = raw_main.strip().strip("_")
+def _clean(text: str) -> str:
+    return re.sub(r"\s+", " ", text.replace("_", " ").replace("'", " ")).strip()
+
+
+def _parse_class_name(raw: str, reverse_colon: bool = True) -> tuple[str, list[list[str]]]:
+    """``"pepper_(vegetable)_(capsicum,_pepper)"`` -> ``("pepper", [["vegetable"], ["capsicum", "pepper"]])``: the
+    main name and its parenthesised groups. EPIC ``"board:cutting"`` -> ``"cutting board"`` (``reverse_colon``;
+    EGTEA's ``"bell:pepper"`` is already in reading order). A trailing comma (one Ego4D noun has one) is dropped."""
+    raw = raw.strip().rstrip(",").strip()
+    groups = [[_clean(item) for item in inner.split(",") if _clean(item)]
+              for inner in re.findall(r"\(([^()]*)\)", raw)]
+    main = re.sub(r"\([^()]*\)", " ", raw).strip().strip("_")
     if ":" in main:  # EPIC keys put the modifier last: "board:cutting" is a cutting board
         parts = [p for p in main.split(":") if p]
         main = " ".join(reversed(parts) if reverse_colon else parts)
-    return re.sub(r"\s+", " ", main.replace("_", " ").replace("-", " ")).strip(), tuple(synonyms)
+    return re.sub(r"\s+", " ", main.replace("_", " ").replace("-", " ")).strip(), [g for g in groups if g]
+
+
+def _display_and_synonyms(parsed: list[tuple[str, list[list[str]]]]) -> list[tuple[str, tuple[str, ...]]]:
+    """Per class: the display text and the synonyms its name lists (Ego4D taxonomy conventions).
+
+    A parenthesised group is a *qualifier* (kept in the display text, never a synonym) when it holds one item
+    (``nut_(food)``, ``mouse_(computer)``, ``file_(with_tool)``), when it is not the last group
+    (``jack_(tool)_(jack,_lift)``), or when another class shares the main name (``chip_(wood,_metal)`` next to
+    ``chip_(food)``); otherwise it lists synonyms (``take_(pick,_grab,_get)``). So ``nut_(food)`` and ``nut_(tool)``
+    display as ``"nut (food)"`` and ``"nut (tool)"``, and "food" is not a synonym of a nut. A qualified class whose
+    main name no other class uses also answers to the bare name (``"mouse"``).
+    """
+    counts: dict[str, int] = {}
+    for main, _ in parsed:
+        counts[main] = counts.get(main, 0) + 1
+    out = []
+    for main, groups in parsed:
+        shared = counts[main] > 1
+        synonyms: list[str] = []
+        qualifiers = list(groups)
+        if groups and len(groups[-1]) > 1 and not shared:
+            synonyms = qualifiers.pop()
+        display = main + "".join(f" ({'/'.join(q)})" for q in qualifiers)
+        if qualifiers and not shared and main not in synonyms:
+            synonyms.append(main)
+        out.append((display, tuple(synonyms)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -65,7 +92,7 @@ class Vocabulary:
     @classmethod
     def from_names(cls, names: Sequence[str], kind: str = "class", synonyms: Sequence[Sequence[str]] | None = None,
                    reverse_colon: bool = True) -> "Vocabulary":
-        parsed = [_split_class_name(str(n), reverse_colon) for n in names]
+        parsed = _display_and_synonyms([_parse_class_name(str(n), reverse_colon) for n in names])
         syn = [tuple(p[1]) + tuple(synonyms[i] if synonyms else ()) for i, p in enumerate(parsed)]
         return cls(tuple(str(n) for n in names), tuple(p[0] for p in parsed), tuple(syn), kind)
 

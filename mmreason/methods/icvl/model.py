@@ -15,6 +15,8 @@ Everything below the abstract's level is a reconstruction (spec §2.3), each a c
       keys/values, added residually, then a residual FFN, then a LayerNorm-free output (pre-norm placement):
           V1 = V + W_o · MHA(LN(V) W_q, LN(T) W_k, LN(T) W_v),    V' = V1 + FFN(LN(V1))
       ``fusion_zero_init`` zero-initialises W_o and the FFN's output layer, so at initialisation V' = V exactly;
+      ``fusion = False`` skips the block (the ablation of step 2); ``intention_in_prompt`` also writes the intention
+      into the text prompt (False: it reaches the LLM through the fused visual tokens only);
     * intention tokens T: the frozen LLM's input embeddings of the intention text (``max_intention_tokens``);
     * projector (``projector``): LLaVA-1.5 two-layer GELU MLP (or linear) from the visual width to the LLM width;
       one soft token per observed segment, replacing ``visual_placeholder`` in the prompt;
@@ -23,6 +25,10 @@ Everything below the abstract's level is a reconstruction (spec §2.3), each a c
     * decoding: K sequences by temperature/top-p/top-k sampling, duplicates (after mapping onto the vocabulary)
       resampled up to ``dedupe_retries`` rounds as PALM does; text mapped with ``map_sequence`` (AntGPT's
       post-processing: exact, then fuzzy, pad by repeating the last action, truncate to Z).
+Inference choices that are not the paper's (speed; README "Generation"): ``generation_vocab=actions`` samples over
+the answer tokens only (the vocabulary's words and the separators; scores renormalised over them), and the
+Anticipator merges LoRA into the weights and generates in ``generation_dtype`` (bfloat16 where the CPU/GPU runs it
+fast).
 """
 from __future__ import annotations
 
@@ -219,11 +225,26 @@ class ICVL(nn.Module):
                 mask[b, : len(row)] = True
         return tokens, mask
 
-    def visual_tokens(self, visual: torch.Tensor, intentions: Sequence[str]) -> torch.Tensor:
-        """Soft visual tokens ``[B, N, H]``: fuse the intention into the visual tokens, project to the LLM width."""
+    def visual_tokens(self, visual: torch.Tensor | Sequence[torch.Tensor],
+                      intentions: Sequence[str]) -> torch.Tensor | list[torch.Tensor]:
+        """Soft visual tokens: fuse the intention into the visual tokens, project to the LLM width.
+
+        ``visual [B, N, Dv]`` -> ``[B, N, H]``; a list of ``[n_b, Dv]`` (EK-55/EGTEA samples observe different
+        numbers of segments) -> a list of ``[n_b, H]``. Padding rows are harmless: a visual token attends only to
+        the intention tokens, never to other visual tokens, and the padded rows are dropped."""
         text, mask = self.intention_tokens(intentions)
-        fused = self.fusion(visual.to(self.device, torch.float32), text, mask)   # [B, N, Dv]
-        return self.projector(fused)
+
+        def fuse(v: torch.Tensor) -> torch.Tensor:   # [B, N, Dv]; model.fusion=False is the ablation
+            return self.fusion(v, text, mask) if self.cfg.fusion else v
+
+        if isinstance(visual, torch.Tensor):
+            return self.projector(fuse(visual.to(self.device, torch.float32)))                     # [B, N, H]
+        lengths = [len(v) for v in visual]
+        padded = torch.zeros(len(visual), max(lengths), self.cfg.visual_dim, device=self.device)   # [B, N_max, Dv]
+        for b, v in enumerate(visual):
+            padded[b, :len(v)] = torch.as_tensor(v).to(self.device, torch.float32)
+        soft = self.projector(fuse(padded))                                                        # [B, N_max, H]
+        return [soft[b, :n] for b, n in enumerate(lengths)]
 
     def _sequence(self, prompt: str, soft: torch.Tensor, target: str | None) -> tuple[torch.Tensor, list[int]]:
         """One row's input embeddings ``[L, H]`` and labels (IGNORE everywhere but the answer tokens)."""
@@ -265,29 +286,198 @@ class ICVL(nn.Module):
         return self.loss(batch)
 
     # ------------------------------------------------------------------------------------------ generation
-    @torch.no_grad()
-    def _sample(self, embeds, mask, n: int, seed: int, z: int) -> tuple[list[str], list[float]]:
+    # One batched sampler: the prompts are prefilled once (their KV cache is shared by all samples of a prompt and
+    # by every de-duplication pass), then all samples decode together, samples with equal prefixes sharing a batch
+    # row. Each step scores only the sampled tokens (log p = logit - logsumexp over the generation vocabulary, never
+    # a stored [steps, vocab] score tensor). A sample stops at EOS, at the token budget (Z x tokens_per_action + 8),
+    # or as soon as its text maps to Z actions (map_sequence keeps the first Z, so later tokens cannot change it); the
+    # candidate is the same as from the full generation, and its score is the mean log-probability of its tokens.
+    # model.generation_vocab=actions (an inference choice, not the paper's): the output layer is evaluated for the
+    # tokens answers are made of only (Gemma 3 270M: ~1k of its 262k rows; the full output layer is 168M of its 270M
+    # parameters, read at every decoding step), and sampling and scores are renormalised over those tokens.
+    def prepare_for_generation(self) -> torch.dtype:
+        """Inference only (the Anticipator calls it once, after loading the checkpoint): merge the LoRA weights into
+        the frozen ones (W + s B A, computed in the loaded dtype: one matmul per adapted layer and step instead of
+        three), then cast the LLM to ``model.generation_dtype`` in place (fusion and projector stay float32).
+        Returns the LLM's dtype. Never on a model that trains: training and ``evaluate`` keep separate adapters and
+        ``llm_dtype``."""
+        if not any(getattr(m, "merged_adapters", None) for m in self.llm.modules()):   # peft's LoRA layers
+            self.llm.base_model.merge_adapter()
+        dtype = generation_dtype(self.cfg.generation_dtype, self.device)
+        if dtype is not None:
+            self.llm.to(dtype)
+        return self.llm.get_input_embeddings().weight.dtype
+
+    def answer_token_ids(self) -> list[int]:
+        """The token ids an answer can need (``model.generation_vocab=actions``), sorted: the tokens of every verb's
+        and noun's display text and synonym as answers write them (at the start, after a space, before a
+        separator), the separators the mapper splits phrases on (``, ; .`` and newline) and EOS. Computed once."""
+        if "_answer_ids" not in self.__dict__:
+            forms = sorted({f for part in (self.vocab.verbs, self.vocab.nouns)
+                            for display, synonyms in zip(part.display, part.synonyms) for f in (display, *synonyms)})
+            texts = [t for f in forms for t in (f, f" {f}", f" {f},", f" {f};", f" {f}.", f" {f}\n")]
+            ids = {i for row in self.tokenizer(texts + [",", ";", ".", "\n", ", ", ",\n"],
+                                               add_special_tokens=False).input_ids for i in row}
+            ids.discard(self.tokenizer.unk_token_id)
+            self.__dict__["_answer_ids"] = sorted(ids | {self.eos_id})
+        return self.__dict__["_answer_ids"]
+
+    def _output_head(self) -> tuple[nn.Module | None, torch.Tensor | None]:
+        """The output layer of generation: ``(None, None)`` = the LLM's own (``generation_vocab=full``); else a linear
+        layer with only the rows of :meth:`answer_token_ids` (``[A, H]``, a copy made once and rebuilt when the
+        LLM's weights move or change dtype) and those token ids ``[A]`` (row -> token id)."""
+        if self.cfg.generation_vocab == "full":
+            return None, None
+        full = self.llm.get_base_model().get_output_embeddings()
+        key = (full.weight.data_ptr(), full.weight.dtype, full.weight.device)
+        if self.__dict__.get("_head", (None,))[0] != key:
+            ids = torch.tensor(self.answer_token_ids(), device=full.weight.device)
+            head = nn.Linear(full.weight.shape[1], len(ids), bias=getattr(full, "bias", None) is not None)
+            head.weight = nn.Parameter(full.weight.detach()[ids].clone(), requires_grad=False)     # [A, H]
+            if head.bias is not None:
+                head.bias = nn.Parameter(full.bias.detach()[ids].clone(), requires_grad=False)
+            self.__dict__["_head"] = (key, head, ids)                                            # not a submodule
+        return self.__dict__["_head"][1:]
+
+    def _next_logits(self, **inputs) -> tuple[torch.Tensor, object]:
+        """One forward of the LLM (``inputs``: embeddings or token ids, mask, positions, cache): the next-token
+        logits at the last position over the generation vocabulary ``[B, A]`` (float32; A = V for
+        ``generation_vocab=full``) and the KV cache. The model's own forward runs, so its final norm, logit
+        soft-capping (Gemma 2) or scaling stay as they are; for ``generation_vocab=actions`` only its output layer is
+        swapped for the answer rows during the call."""
+        head, _ = self._output_head()
+        base = self.llm.get_base_model()
+        full = base.get_output_embeddings()
+        if head is not None:
+            base.set_output_embeddings(head)
+        try:
+            out = self.llm(use_cache=True, logits_to_keep=1, **inputs)
+        finally:
+            if head is not None:
+                base.set_output_embeddings(full)
+        return out.logits[:, -1].float(), _kv_cache(out)
+
+    @torch.inference_mode()
+    def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> "_Prefix":
+        """Run the left-padded prompts ``embeds [B, L, H]`` once; keep their KV cache and last logits ``[B, A]``."""
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)                       # [B, L]: left padding shifts nothing
+        logits, cache = self._next_logits(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
+        return _Prefix(cache, logits, mask)
+
+    def _draw(self, logits: torch.Tensor, owner: torch.Tensor, uniform: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One token per sample from its batch row's ``logits [P, V]`` (``owner [S]``: the row of each sample), by
+        temperature, top-k then top-p (HF's order), inverting the CDF at ``uniform [S]`` (each prompt's own random
+        stream, so a prompt's answer does not depend on the batch it is in). Returns the tokens ``[S]`` (indices into
+        ``V``, the generation vocabulary's rows) and their log-probability under the model itself (temperature 1,
+        before top-k/top-p; over those V tokens) ``[S]``: one logsumexp per row, no stored score tensor."""
         c = self.cfg
-        max_new = z * c.tokens_per_action + 8
-        with _seeded(seed):
-            out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new,
-                                    do_sample=c.temperature > 0, temperature=c.temperature or None,
-                                    top_p=c.top_p, top_k=c.top_k or None, num_return_sequences=n,
-                                    pad_token_id=self.pad_id, eos_token_id=self.eos_id,
-                                    return_dict_in_generate=True, output_scores=True)
-        logp = self.llm.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)   # [B*n, T]
-        texts, scores = [], []
-        for seq, lp in zip(out.sequences.tolist(), logp):
-            end = seq.index(self.eos_id) + 1 if self.eos_id in seq else len(seq)
-            texts.append(self.tokenizer.decode(seq[:end], skip_special_tokens=True))
-            finite = lp[:end][torch.isfinite(lp[:end])]
-            scores.append(float(finite.mean()) if len(finite) else float("-inf"))
+        lse = torch.logsumexp(logits, -1)                                   # [P]
+        if c.temperature <= 0:
+            tokens = logits.argmax(-1)[owner]
+        else:
+            x = logits / c.temperature
+            if c.top_k > 0:
+                vals, ids = x.topk(min(c.top_k, x.shape[-1]), dim=-1)        # [P, k], sorted descending
+            else:
+                vals, ids = x.sort(dim=-1, descending=True)
+            probs = vals.softmax(-1)
+            if c.top_p < 1.0:   # the smallest head whose mass reaches top_p (the first token is always kept)
+                probs = probs * ((probs.cumsum(-1) - probs) < c.top_p)
+            cdf = probs.cumsum(-1)[owner]                                   # [S, k]
+            choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[1] - 1)
+            tokens = ids[owner].gather(-1, choice)[:, 0]
+        return tokens, logits[owner, tokens] - lse[owner]
+
+    def _cache_kwarg(self) -> str:
+        """The KV-cache argument of the LLM's forward: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
+        if "_kv_arg" not in self.__dict__:
+            import inspect
+
+            params = inspect.signature(type(self.llm.get_base_model()).forward).parameters
+            self.__dict__["_kv_arg"] = "cache" if "cache" in params else "past_key_values"
+        return self.__dict__["_kv_arg"]
+
+    def _holds_z_actions(self, tokens: list[int], last: int, z: int) -> bool:
+        """Whether an answer already maps to Z actions, checked when its last token ends a phrase (a comma,
+        semicolon or newline: the phrases before it are final). ``map_sequence`` keeps the first Z mapped actions,
+        so tokens after this point could not change the candidate."""
+        pieces = self.__dict__.setdefault("_pieces", {})                   # token id -> its text, decoded once
+        if last not in pieces:
+            pieces[last] = self.tokenizer.decode([last], skip_special_tokens=True)
+        if not any(ch in pieces[last] for ch in ",;\n"):
+            return False
+        return map_sequence(self.tokenizer.decode(tokens, skip_special_tokens=True), self.vocab, z).num_mapped >= z
+
+    @torch.inference_mode()
+    def _sample(self, rows: Sequence[int], prefix: "_Prefix", n: int, generators: Sequence[torch.Generator],
+                z: int) -> tuple[list[str], list[float]]:
+        """``n`` answers for each prompt in ``rows`` (indices into ``prefix``): texts and mean token log-probabilities,
+        ``n`` per prompt in order; ``generators[row]`` is the random stream of prompt ``row``.
+
+        All samples decode in one batch that starts from the prompts' KV cache. Samples that have drawn the same
+        tokens so far share one batch row (one KV-cache row); a row splits when its samples draw different tokens.
+        That is exactly ``n`` independent samples per prompt, at the cost of the distinct prefixes only (a model
+        that is sure of its answer decodes it once, not ``n`` times)."""
+        import copy
+
+        max_new = z * self.cfg.tokens_per_action + 8
+        total = len(rows) * n
+        owner = [s // n for s in range(total)]                              # sample -> its row of the batch
+        cache = copy.deepcopy(prefix.cache)
+        select = torch.tensor(list(rows), device=prefix.logits.device)
+        cache.batch_select_indices(select)                                  # [B, ...] -> one row per prompt
+        mask, logits = prefix.mask[select], prefix.logits[select]          # [P, L], [P, A]
+        answer_ids = self._output_head()[1]                                 # [A] token ids, None: the full vocabulary
+        position = mask.sum(-1)                                             # [P] position of the next token
+        tokens: list[list[int]] = [[] for _ in range(total)]
+        logps: list[list[float]] = [[] for _ in range(total)]
+        active = list(range(total))
+        for step in range(max_new):
+            uniform = torch.empty(len(active))
+            for j, row in enumerate(rows):   # each prompt's samples draw from its own stream, in sample order
+                mine = [i for i, s in enumerate(active) if s // n == j]
+                if mine:
+                    uniform[mine] = torch.rand(len(mine), generator=generators[row])
+            drawn, logp = self._draw(logits, torch.tensor([owner[s] for s in active], device=logits.device),
+                                     uniform.to(logits.device))
+            if answer_ids is not None:
+                drawn = answer_ids[drawn]                                   # head row -> token id
+            rows_next: dict[tuple[int, int], int] = {}                      # (old row, token) -> new row
+            parents, inputs, still = [], [], []
+            for s, token, lp in zip(active, drawn.tolist(), logp.tolist()):
+                tokens[s].append(token)
+                logps[s].append(lp)
+                if token == self.eos_id or self._holds_z_actions(tokens[s], token, z):
+                    continue                                                # done
+                key = (owner[s], token)
+                if key not in rows_next:
+                    rows_next[key] = len(parents)
+                    parents.append(owner[s])
+                    inputs.append(token)
+                owner[s] = rows_next[key]
+                still.append(s)
+            active = still
+            if not active or step == max_new - 1:
+                break
+            if parents != list(range(len(mask))):                          # rows split, merged away or finished
+                idx = torch.tensor(parents, device=mask.device)
+                cache.batch_select_indices(idx)
+                mask, position = mask[idx], position[idx]
+            mask = torch.cat([mask, mask.new_ones(len(parents), 1)], dim=1)
+            logits, cache = self._next_logits(input_ids=torch.tensor(inputs, device=mask.device)[:, None],
+                                              attention_mask=mask, position_ids=position[:, None],
+                                              **{self._cache_kwarg(): cache})
+            position = position + 1
+        texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
+        scores = [sum(lp) / len(lp) if lp else float("-inf") for lp in logps]
         return texts, scores
 
-    def _sample_vllm(self, prompts: Sequence[str], n: int, seed: int, round_: int, z: int) -> tuple[list[str], list[float]]:
+    def _sample_vllm(self, prompts: Sequence[str], n: int, seed: int, first: int, z: int) -> tuple[list[str], list[float]]:
         """vLLM path (GPUs): the text prompt with the intention but WITHOUT soft visual tokens (the placeholder line is
         dropped) and without the LoRA weights, served by ``mmreason.llm``'s vLLM backend; scores are 0 (no logprobs).
-        A text-only approximation of ICVL for fast large-scale generation, not the trained model."""
+        A text-only approximation of ICVL for fast large-scale generation, not the trained model. Samples are numbered
+        from ``first`` (the answers drawn before), so every answer of a prompt is a distinct cached sample."""
         from mmreason.llm import Request, SamplingParams, make_backend
 
         if getattr(self, "_vllm", None) is None:
@@ -296,14 +486,21 @@ class ICVL(nn.Module):
         line = re.compile(r"^.*" + re.escape(c.visual_placeholder) + r".*\n?", re.MULTILINE)
         sampling = SamplingParams(temperature=c.temperature, top_p=c.top_p, top_k=c.top_k,
                                   max_tokens=z * c.tokens_per_action + 8, seed=seed)
-        requests = [Request(prompt=line.sub("", p), sampling=sampling, sample_index=round_ * n + j, tag=f"icvl{i}")
+        requests = [Request(prompt=line.sub("", p), sampling=sampling, sample_index=first + j, tag=f"icvl{i}")
                     for i, p in enumerate(prompts) for j in range(n)]
         return [g.text for g in self._vllm.generate(requests)], [0.0] * len(requests)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def anticipate(self, visual: torch.Tensor, prompts: Sequence[str], intentions: Sequence[str], k: int | None = None,
                    z: int | None = None, seed: int = 0) -> list[list[Candidate]]:
-        """``K`` distinct candidate sequences of ``Z`` actions per prompt, best mean log-probability first."""
+        """``K`` distinct candidate sequences of ``Z`` actions per prompt, best mean log-probability first.
+
+        PALM's de-duplication: i.i.d. answers are taken in order until a prompt has K distinct mapped sequences, from
+        at most ``K x (1 + dedupe_retries)`` answers (K per round, up to dedupe_retries rounds). They are drawn in
+        passes of K, 2K, 4K, ... answers (capped by that budget) over the shared prompt cache: the same rule on
+        the same i.i.d. stream, in fewer sequential passes when a model keeps repeating itself. Each prompt has its own
+        random stream, seeded by ``seed`` and the prompt text, so its answer does not depend on the other prompts of
+        the batch."""
         k = k or self.cfg.num_sequences
         z = z or self.cfg.num_future
         was_training = self.training
@@ -312,28 +509,70 @@ class ICVL(nn.Module):
         if not on_vllm:
             soft = self.visual_tokens(visual, intentions)
             embeds, mask, _ = self._batch(prompts, soft, left_pad=True)
+            prefix = self._prefill(embeds, mask)
+            generators = [torch.Generator().manual_seed(_prompt_seed(seed, p)) for p in prompts]
         found: list[dict] = [{} for _ in prompts]
         need = list(range(len(prompts)))
-        for round_ in range(self.cfg.dedupe_retries + 1):
-            if not need:
-                break
+        budget, drawn, size = k * (self.cfg.dedupe_retries + 1), 0, k
+        while need and drawn < budget:
+            n = min(size, budget - drawn)
             if on_vllm:
-                texts, scores = self._sample_vllm([prompts[i] for i in need], k, seed, round_, z)
+                texts, scores = self._sample_vllm([prompts[i] for i in need], n, seed, drawn, z)
             else:
-                texts, scores = self._sample(embeds[need], mask[need], k, seed + 7919 * round_, z)
+                texts, scores = self._sample(need, prefix, n, generators, z)
             for j, row in enumerate(need):
-                for text, score in zip(texts[j * k:(j + 1) * k], scores[j * k:(j + 1) * k]):
+                for text, score in zip(texts[j * n:(j + 1) * n], scores[j * n:(j + 1) * n]):
                     mapped = map_sequence(text, self.vocab, z)
                     key = tuple(mapped.pairs)
                     # an answer with no mappable action is no candidate: sample again
                     if mapped.num_mapped and key not in found[row] and len(found[row]) < k:
                         found[row][key] = Candidate(mapped.pairs, score, text, mapped.num_mapped)
             need = [row for row in need if len(found[row]) < k]
+            drawn, size = drawn + n, 2 * size
         self.train(was_training)
         out = []
         for row in found:
             cands = sorted(row.values(), key=lambda c: -c.score)
             while len(cands) < k:   # still short after the retry cap: repeat the best ones (nothing mapped: (0, 0))
                 cands.append(cands[len(cands) % max(len(row), 1)] if cands else Candidate([(0, 0)] * z, float("-inf"), "", 0))
-            out.append(cands[:k])
+            out.append(sorted(cands[:k], key=lambda c: -c.score))   # repeats stay in score order
         return out
+
+
+def generation_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """``model.generation_dtype`` on ``device``: ``float32`` / ``bfloat16``; ``auto`` = bfloat16 where the device
+    computes it fast (CUDA with bf16 support; a CPU with AMX tiles or AVX512-BF16, where oneDNN runs bf16 matmuls
+    natively and decoding reads half the bytes), else None (the LLM stays as loaded)."""
+    if name != "auto":
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+    if device.type == "cuda":
+        fast = torch.cuda.is_bf16_supported()
+    else:
+        cpu = getattr(torch, "cpu", None)
+        fast = device.type == "cpu" and any(getattr(cpu, probe, lambda: False)()
+                                            for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return torch.bfloat16 if fast else None
+
+
+@dataclass
+class _Prefix:
+    """The prompts after prefill: their KV cache (one row per prompt), next-token logits over the generation
+    vocabulary ``[B, A]`` and the left-padded attention mask ``[B, L]``."""
+
+    cache: object
+    logits: torch.Tensor
+    mask: torch.Tensor
+
+
+def _kv_cache(out):
+    """The KV cache of a forward output (``cache`` in transformers >= 5.x, ``past_key_values`` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _prompt_seed(seed: int, prompt: str) -> int:
+    """The seed of one prompt's random stream: different prompts draw independent streams, the same prompt the same
+    one (whatever batch it is in)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()[:8], "little") & (2**63 - 1)

@@ -70,7 +70,8 @@ def predict_scores(model: VSTransGRU, dataset, batch_size: int = 256, accelerato
     return np.concatenate(scores), np.concatenate(targets)
 
 
-def evaluate(model: VSTransGRU, cfg: VSTransGRUExperiment, split: str = "val", accelerator=None) -> dict[str, float]:
+def evaluate(model: VSTransGRU, cfg: VSTransGRUExperiment, split: str = "val", accelerator=None,
+             report: dict | None = None) -> dict[str, float]:
     """RULSTM-protocol scores: verb/noun/action top-1/top-5 and mean top-5 recall at every anticipation time.
 
     Headline numbers are copied to ``action_top5@1s`` and ``action_mt5r@1s`` (tau_a = 1 s, output index 4).
@@ -94,6 +95,19 @@ def evaluate(model: VSTransGRU, cfg: VSTransGRUExperiment, split: str = "val", a
     if 1.0 in times:
         metrics["action_top5@1s"] = metrics["action_top5@1.0s"]
         metrics["action_mt5r@1s"] = metrics["action_mt5r@1.0s"]
+    if report is not None:  # `mmreason eval --output`: per-action top-5 recall at each time, top-5 predictions
+        top5 = np.argsort(-scores, axis=-1)[..., :5]  # [N, S_ant, 5]
+        hit = (top5 == targets[..., None]).any(-1)  # [N, S_ant]
+        per_class = {}
+        for a in np.unique(targets):
+            row = per_class.setdefault(vocab.action_text(int(a)), {})
+            for j, t in enumerate(times):
+                mask = targets[:, j] == a  # [N] samples whose action at this anticipation time is a
+                if mask.any():
+                    row[f"top5_recall@{t}s"] = 100.0 * float(hit[mask, j].mean())
+                    row[f"samples@{t}s"] = int(mask.sum())
+        report["per_class"] = per_class
+        report["predictions"] = {"times_s": list(times), "top5_actions": top5, "target_actions": targets}
     return metrics
 
 
@@ -105,6 +119,7 @@ METHOD = MethodSpec(
     evaluate=evaluate,
     collate_fn=collate,
     summary="VS-TransGRU (arXiv 2307.03918): Transformer-GRU egocentric action anticipation with visual-semantic fusion",
+    headline_metrics=("action_top5@1s",),
 )
 
 __all__ = ["METHOD", "VSTransGRU", "VSTransGRUConfig", "VSTransGRUDataConfig", "VSTransGRUExperiment",

@@ -77,6 +77,20 @@ class VSTransGRUDataConfig:
     time_step: float = option(0.25, help="seconds between feature steps (RULSTM alpha)")
     observed_steps: int = option(6, help="encoding steps S_enc (RULSTM)")
     anticipation_steps: int = option(8, help="anticipation steps S_ant: outputs at 2.0, 1.75, ..., 0.25 s")
+    observed_labels: str = option(
+        "segments", choices=("segments", "none"),
+        help="per-step observed labels for the recognition/alignment losses: 'segments' = the action of the "
+             "annotated segment covering each past frame (RULSTM data; the synthetic data shows its labels), "
+             "'none' = no observed label (the semantic branch then learns only through the anticipation loss)")
+    segment_csvs: list[str] = option(
+        default_factory=list,
+        help="more RULSTM-format CSVs (relative to root) whose segments label the past frames, next to the split's "
+             "own CSV (which alone is the default, so no label of another split is trained on; EGTEA's splits "
+             "divide a video's actions, so frames inside held-out actions stay unlabelled)")
+    observed_overlap: str = option(
+        "latest", choices=("latest", "unknown"),
+        help="a past frame inside several segments with different actions: 'latest' = the segment that started "
+             "last, 'unknown' = no label (reconstruction; the paper does not say)")
     score_discarded: bool = option(False, help="count rows without enough past frames as misses with zero scores "
                                                "(RULSTM does so on EK-100 validation)")
     num_verbs: int = option(4, help="synthetic: verb classes (actions = every verb x noun pair)")

@@ -1,15 +1,18 @@
 """VS-TransGRU datasets: RULSTM features (via :mod:`mmreason.data.anticipation`) or synthetic sequences.
 
 Every item is ``{"features": {modality: float32 [T, D_m]}, "targets": int64 [S_ant], "observed_labels":
-int64 [S_enc] (-100 where unknown), "id": int}`` with T = S_enc + S_ant on the 0.25 s grid.
+int64 [T] (-100 where unknown), "id": int | str}`` with T = S_enc + S_ant on the 0.25 s grid.
 
 RULSTM rows give one label, the upcoming action, repeated over the S_ant outputs (RULSTM trains every
-anticipation step on it). The synthetic data is a sequence rule: actions follow ``a[t+1] = rule(a[t-1], a[t])``,
+anticipation step on it). The observed label of each of the T past frames is the action of the annotated
+segment that covers that frame (``data.observed_labels=segments``, :class:`SegmentIndex` over the split's own
+CSV and any ``data.segment_csvs``), so the recognition and alignment losses train on real data too. The synthetic data is a sequence rule: actions follow ``a[t+1] = rule(a[t-1], a[t])``,
 each frame shows its action (rgb: action prototype, flow: verb prototype, obj: noun prototype, plus noise), and
 the target of anticipation step j is the next action after the latest frame the model has seen at that step.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,10 @@ import torch
 
 from mmreason.data.anticipation import (ActionVocab, RulstmFeatureDataset, Vocabulary, load_egtea_vocab,
                                         load_epic_vocab, open_features, read_class_ids)
+from mmreason.data.anticipation.rulstm import SegmentIndex
 from mmreason.methods.vs_transgru.model import IGNORE
+
+log = logging.getLogger("mmreason.vs_transgru")
 
 
 def _path(root: str, name: str) -> Path:
@@ -86,7 +92,9 @@ class SyntheticSequences(torch.utils.data.Dataset):
             self.features[m] = feats.astype(np.float32)                     # [N, T, D_m]
         offset = 1 if model.decoder_input == "observation" else 0
         self.targets = seq[:, s_enc + offset:s_enc + offset + s_ant]       # [N, S_ant]
-        self.observed = seq[:, :s_enc]                                     # [N, S_enc]
+        self.observed = frames.copy()                                      # [N, T] action shown by each frame
+        if data.observed_labels == "none":
+            self.observed[:] = IGNORE
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -98,7 +106,8 @@ class SyntheticSequences(torch.utils.data.Dataset):
 
 
 class RulstmSequences(torch.utils.data.Dataset):
-    """RULSTM features for the method: the upcoming action repeated over the S_ant outputs."""
+    """RULSTM features for the method: the upcoming action repeated over the S_ant outputs, and the action
+    performed in each of the T past frames (from the annotated segments) as observed labels."""
 
     def __init__(self, cfg, split: str):
         data = cfg.data
@@ -106,11 +115,23 @@ class RulstmSequences(torch.utils.data.Dataset):
             raise ValueError("data.root is empty: set it to the RULSTM data folder (split CSVs, actions.csv, "
                              "one feature store per modality), or use data.dataset=synthetic")
         csv_name = {"train": data.train_csv, "val": data.val_csv, "test": data.test_csv or data.val_csv}[split]
+        csv_path = _path(data.root, csv_name)
         stores = {m: open_features(_path(data.root, m), data.feature_format, data.img_tmpl) for m in data.modalities}
-        self.base = RulstmFeatureDataset(_path(data.root, csv_name), stores, fps=data.fps, time_step=data.time_step,
+        self.base = RulstmFeatureDataset(csv_path, stores, fps=data.fps, time_step=data.time_step,
                                          sequence_length=data.observed_steps + data.anticipation_steps)
         self.s_enc, self.s_ant = data.observed_steps, data.anticipation_steps
         self.dims = dict(zip(data.modalities, data.feature_dims))
+        length = data.observed_steps + data.anticipation_steps
+        self.observed = np.full((len(self.base), length), IGNORE, dtype=np.int64)   # [N, T]
+        if data.observed_labels == "segments":
+            sources = [csv_path] + [_path(data.root, c) for c in data.segment_csvs]
+            index = SegmentIndex.from_csvs(sources, data.observed_overlap)
+            for i, (row, frames) in enumerate(zip(self.base.rows, self.base.frames)):
+                self.observed[i] = index.labels(row.video, frames, unknown=IGNORE)
+        # fraction of past frames with a known action (most, when the split's segments are labelled)
+        self.observed_coverage = float((self.observed != IGNORE).mean()) if self.observed.size else 0.0
+        if data.observed_labels == "segments":
+            log.info("%s: %.1f%% of the past frames carry an observed label", csv_path, 100 * self.observed_coverage)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -124,7 +145,7 @@ class RulstmSequences(torch.utils.data.Dataset):
             feats[m] = torch.from_numpy(np.ascontiguousarray(f))
         action = item["action"] if item["action"] >= 0 else IGNORE
         return {"features": feats, "targets": torch.full((self.s_ant,), action, dtype=torch.long),
-                "observed_labels": torch.full((self.s_enc,), IGNORE, dtype=torch.long), "id": item["id"]}
+                "observed_labels": torch.from_numpy(self.observed[i]), "id": item["id"]}
 
 
 def build_dataset(cfg, split: str) -> torch.utils.data.Dataset:
@@ -136,8 +157,9 @@ def build_dataset(cfg, split: str) -> torch.utils.data.Dataset:
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack items: features {m: [B, T, D_m]}, targets [B, S_ant], observed_labels [B, S_enc], id [B]."""
+    """Stack items: features {m: [B, T, D_m]}, targets [B, S_ant], observed_labels [B, T], id (list: EK-100
+    ids are strings)."""
     return {"features": {m: torch.stack([it["features"][m] for it in items]) for m in items[0]["features"]},
             "targets": torch.stack([it["targets"] for it in items]),
             "observed_labels": torch.stack([it["observed_labels"] for it in items]),
-            "id": torch.tensor([it["id"] for it in items])}
+            "id": [it["id"] for it in items]}

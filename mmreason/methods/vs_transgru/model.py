@@ -17,7 +17,9 @@ config field: the label-embedding source, semantic = softmax(recognition logits 
 into the embedding space with a 1 - cos alignment loss (variant b), gated fusion, encoder summary -> GRU
 state, what the GRU consumes per step (``decoder_input``), one classifier per step, MATT-like modality
 attention, and the loss weights. Losses: cross-entropy on the action at every anticipation step (RULSTM),
-per-branch cross-entropy, recognition cross-entropy where observed labels exist.
+per-branch cross-entropy, recognition cross-entropy (and, for variant b, the 1 - cos alignment) on every
+past frame the branch sees whose action is known; on RULSTM data that action comes from the annotated segment
+covering the frame (``data.observed_labels``).
 
 Shapes: B batch, T = S_enc + S_ant feature steps, C action classes, E label-embedding size, d hidden width.
 """
@@ -206,17 +208,18 @@ class VSTransGRU(nn.Module):
                                         ignore_index=IGNORE)
             total = total + self.cfg.branch_loss_weight * branch_ce
             logs["branch_ce"] = branch_ce.detach()
-        observed = batch.get("observed_labels")                             # [B, S_enc] or absent
+        observed = batch.get("observed_labels")                             # [B, T] (or [B, S_enc]) or absent
         if observed is not None and (observed != IGNORE).any() and self.cfg.semantic_source != "none":
-            s_enc = observed.shape[1]
             rec, align = 0.0, 0.0
             for branch, o in zip(self.branches.values(), out["branches"]):
-                rec_logits = o["recognition_logits"][:, :s_enc]
-                rec = rec + F.cross_entropy(rec_logits.reshape(-1, num_classes), observed.reshape(-1), ignore_index=IGNORE)
+                steps = min(observed.shape[1], o["recognition_logits"].shape[1])   # frames this branch saw
+                labels = observed[:, :steps]
+                rec_logits = o["recognition_logits"][:, :steps]                    # [B, steps, C]
+                rec = rec + F.cross_entropy(rec_logits.reshape(-1, num_classes), labels.reshape(-1), ignore_index=IGNORE)
                 if self.cfg.semantic_source == "predicted":
-                    known = observed != IGNORE
-                    target_emb = branch.semantics.label_embeddings[observed[known]]      # [n, E]
-                    align = align + (1 - F.cosine_similarity(o["semantic_raw"][:, :s_enc][known], target_emb, dim=-1)).mean()
+                    known = labels != IGNORE
+                    target_emb = branch.semantics.label_embeddings[labels[known]]        # [n, E]
+                    align = align + (1 - F.cosine_similarity(o["semantic_raw"][:, :steps][known], target_emb, dim=-1)).mean()
             m = len(self.modalities)
             total = total + self.cfg.recognition_loss_weight * rec / m
             logs["recognition_ce"] = (rec / m).detach()
