@@ -19,6 +19,7 @@ is the image embedding (CLS token -> ln_post -> projection), not L2-normalised.
 """
 from __future__ import annotations
 
+import abc
 import warnings
 from pathlib import Path
 
@@ -37,7 +38,7 @@ class RandomWeightsWarning(UserWarning):
     """An encoder spec names no weights: the encoder is randomly initialised."""
 
 
-class FrameEncoder:
+class FrameEncoder(abc.ABC):
     """``frames uint8 [T, H, W, 3] -> float32 [T, dim]``; ``spec`` names it exactly, ``calls`` counts encode calls."""
 
     spec: str = ""
@@ -55,8 +56,9 @@ class FrameEncoder:
             return np.zeros((0, self.dim), np.float32)
         return self.encode(frames)
 
+    @abc.abstractmethod
     def encode(self, frames: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """``uint8 [T, H, W, 3]`` (T >= 1) -> ``float32 [T, dim]``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r}, dim={self.dim})"
