@@ -1,4 +1,4 @@
-"""``mmreason <subcommand>``: generate, train, eval, anticipate, ls, validate, demo.
+"""``mmreason <subcommand>``: generate, demo, train, eval, runs, anticipate, extract, convert, import, ls, validate.
 
 Every subcommand parses its arguments and calls one function of :mod:`mmreason.api`; errors that a user can
 fix (a wrong config key, a missing file) are printed as one line and exit with status 2.

@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 import torch
 
+from adsm_training import train_steps
 from mmreason.config import apply_overrides
 from mmreason.data.vad import VadClipDataset, VadVideo
 from mmreason.methods.adsm import AdsmExperiment
@@ -91,21 +92,7 @@ def trained(data):
         if key not in cache:
             with torch_threads(1):
                 torch.manual_seed(0)
-                model = AdsmModel(AdsmConfig(**{**TINY, **changes}))
-                loader = torch.utils.data.DataLoader(data[0], batch_size=32, shuffle=True,
-                                                     generator=torch.Generator().manual_seed(0))
-                opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-                step = 0
-                while step < 300:
-                    for batch in loader:
-                        loss = model.loss(batch)["loss"]
-                        opt.zero_grad()
-                        loss.backward()
-                        opt.step()
-                        step += 1
-                        if step == 300:
-                            break
-            cache[key] = model
+                cache[key] = train_steps(AdsmModel(AdsmConfig(**{**TINY, **changes})), data[0], 300)
         return cache[key]
 
     return get

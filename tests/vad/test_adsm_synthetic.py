@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from adsm_training import train_steps
 from mmreason.utils.threads import torch_threads
 from mmreason.methods.adsm.evaluation import score_dataset
 from mmreason.metrics.anomaly import roc_auc
@@ -28,20 +29,7 @@ TINY = {
 def _train_and_eval(use_scene: bool, steps: int = 200) -> dict:
     cfg = apply_overrides(AdsmExperiment(), {**TINY, "model": {**TINY["model"], "use_scene": use_scene}})
     torch.manual_seed(0)
-    model = METHOD.build_model(cfg)
-    loader = torch.utils.data.DataLoader(METHOD.build_dataset(cfg, "train"), batch_size=32, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    step = 0
-    while step < steps:
-        for batch in loader:
-            loss = model.loss(batch)["loss"]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            step += 1
-            if step == steps:
-                break
+    model = train_steps(METHOD.build_model(cfg), METHOD.build_dataset(cfg, "train"), steps)
     metrics = METHOD.evaluate(model, cfg, "test")
     # clip-level AUC on the clips that lie wholly inside or wholly outside an abnormal interval
     test = METHOD.build_dataset(cfg, "test")
