@@ -12,8 +12,9 @@ each mode answers ``--queries`` warm queries on that clip:
     fresh      ``Anticipator.predict`` with a new seed per query: real generation by the batched sampler (prompt
                prefilled once, samples sharing KV rows, only sampled tokens scored, stop at Z mapped actions), once
                per ``--variants`` setting of ``model.generation_vocab`` (``full``; ``actions``: the output layer
-               evaluated for the answer tokens only) and ``model.generation_dtype`` (the LLM cast in place); the
-               last one is the config default (actions, auto = bfloat16 on a CPU with AMX/AVX512-BF16)
+               evaluated for the answer tokens only), ``model.generation_dtype`` (the LLM cast in place) and
+               ``model.draft_tokens`` (speculative sampling with prompt-lookup drafts; 0 = token by token); the
+               last one is the config default (actions, auto = bfloat16 on a CPU with AMX/AVX512-BF16, 8 drafts)
     memoised   the same query again: served from the answer memo (clip, observed, intention, k, z, seed)
 
 The naive baseline runs on the LLM as loaded (float32 on CPU), with LoRA beside the frozen weights, as the old path
@@ -108,9 +109,9 @@ def main() -> None:
     p.add_argument("--train", action="store_true",
                    help="train the config first (tiny LM: ~20 s) and query the trained run: a trained model stops at "
                         "EOS and rarely repeats itself, an untrained one samples to the token budget")
-    p.add_argument("--variants", default="full:float32,actions:float32,full:bfloat16,actions:auto",
-                   help="fresh-query settings 'generation_vocab:generation_dtype', comma-separated (the float32 ones "
-                        "run first: the LLM is cast in place). The last one is the config default")
+    p.add_argument("--variants", default="full:float32:0,actions:float32:0,actions:auto:0,actions:auto:8",
+                   help="fresh-query settings 'generation_vocab:generation_dtype:draft_tokens', comma-separated (the "
+                        "float32 ones run first: the LLM is cast in place). The last one is the config default")
     args = p.parse_args()
 
     import warnings
@@ -125,7 +126,8 @@ def main() -> None:
     warnings.simplefilter("ignore", UntrainedModelWarning)   # latency does not depend on training
     video = args.video or _video()
     observed = ["take knife", "put onion", "cut pan", "wash bowl", "take pan", "put bowl", "cut knife", "wash onion"]
-    variants = sorted((tuple(v.split(":")) for v in args.variants.split(",")), key=lambda v: v[1] != "float32")
+    variants = sorted((tuple((v.split(":") + ["8"])[:3]) for v in args.variants.split(",")),   # drafts default 8
+                      key=lambda v: v[1] != "float32")
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"model.llm={args.llm}", f"model.text_embedder={args.text_embedder}",
                      f"model.num_examples={args.examples}", f"model.num_future={args.z}",
@@ -152,7 +154,8 @@ def main() -> None:
             if mode == "naive":   # the old path ran the adapters beside the frozen weights
                 model.llm.base_model.unmerge_adapter()
             if variant is not None:
-                model.cfg.generation_vocab, model.cfg.generation_dtype = variant
+                model.cfg.generation_vocab, model.cfg.generation_dtype, drafts = variant
+                model.cfg.draft_tokens = int(drafts)
                 model.prepare_for_generation()
             dtype = str(model.llm.get_input_embeddings().weight.dtype).replace("torch.", "")
             preds = []
@@ -164,6 +167,7 @@ def main() -> None:
             rows.append({
                 "bench": "anticipator_query", "mode": mode, "llm": args.llm, "k": args.k, "z": args.z,
                 "generation_vocab": "full (HF generate)" if mode == "naive" else variant[0], "dtype": dtype,
+                "draft_tokens": None if mode == "naive" else int(variant[2]),
                 "bank_size": len(ant.bank), "examples": args.examples, "queries": n,
                 "p50_ms": 1e3 * float(np.percentile(total, 50)), "p95_ms": 1e3 * float(np.percentile(total, 95)),
                 "generation_p50_ms": 1e3 * float(np.median([q.timings["generation"] for q in preds])),

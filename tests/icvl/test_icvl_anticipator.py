@@ -322,6 +322,130 @@ def test_draw_samples_hf_warped_distribution_and_scores_the_token(tiny_model, mo
     torch.testing.assert_close(logp, logits.log_softmax(-1)[0, tokens])                     # the model's log p
 
 
+def _first_tokens(model, monkeypatch, prefix, n: int, length: int) -> tuple[dict, int]:
+    """Draw ``n`` answers to the first prompt of ``prefix``: the counts of their first ``length`` tokens (cut after
+    EOS; an answer that starts with EOS is never shown to ``_holds_z_actions``) and the most tokens any answer gained
+    from one forward of the sampler."""
+    from collections import Counter
+
+    answers, lengths = {}, []
+    check, step = model._holds_z_actions, model._next_logits
+
+    def spy(tokens, last, z):
+        answers.setdefault(id(tokens), tokens)                     # the sampler's own list of this answer's tokens
+        return check(tokens, last, z)
+
+    def forward(keep=1, **kw):
+        lengths.append({a: len(t) for a, t in answers.items()})   # before each decoding forward
+        return step(keep, **kw)
+
+    monkeypatch.setattr(model, "_holds_z_actions", spy)
+    monkeypatch.setattr(model, "_next_logits", forward)
+    model._sample([0], prefix, n, [torch.Generator().manual_seed(5)], 4)
+    monkeypatch.setattr(model, "_holds_z_actions", check)
+    monkeypatch.setattr(model, "_next_logits", step)
+    gain = max(after[a] - before[a] for before, after in zip(lengths, lengths[1:]) for a in before)
+    cut = lambda t: tuple(t[:t.index(model.eos_id) + 1] if model.eos_id in t[:length] else t[:length])   # noqa: E731
+    counts = Counter(cut(t) for t in answers.values())
+    if len(answers) < n:
+        counts[(model.eos_id,)] += n - len(answers)
+    return counts, gain
+
+
+def _exact_first_tokens(model, embeds: torch.Tensor, length: int) -> dict:
+    """P(first ``length`` answer tokens, cut after EOS) under the sampling distribution (temperature, top-k, top-p),
+    by enumerating its support token by token: one plain forward of the prompt ``embeds [L, H]`` and each prefix."""
+    to_token = model._output_head()[1]
+    exact = {}
+
+    def walk(seq, p):
+        if len(seq) == length or (seq and seq[-1] == model.eos_id):
+            exact[tuple(seq)] = p
+            return
+        x = torch.cat([embeds, model._embed(seq)]) if seq else embeds
+        logits, _ = model._next_logits(inputs_embeds=x[None], attention_mask=torch.ones(1, len(x), dtype=torch.long))
+        probs, ids = model._warped(logits[:, -1])
+        for q, i in zip((probs[0] / probs[0].sum()).tolist(), ids[0].tolist()):
+            if q > 0:
+                walk(seq + [int(to_token[i])], p * q)
+
+    with torch.inference_mode():
+        walk([], 1.0)
+    return exact
+
+
+def test_lookup_draft_continues_the_latest_earlier_occurrence_of_the_longest_suffix():
+    from mmreason.methods.icvl.model import _lookup_draft
+
+    assert _lookup_draft([1, 2, 3, 4, 9, 2, 3, 5, 7, 2, 3], 2) == [5, 7]         # latest of the 2-token suffix
+    assert _lookup_draft([1, 2, 3, 4, 9, 2, 3, 5, 1, 2, 3], 3) == [4, 9, 2]      # the 3-token suffix wins
+    assert _lookup_draft([4, 8, 6, 3], 5) == []                                    # the last token never occurred
+    assert _lookup_draft([6, 1, 6], 5) == [1, 6] and _lookup_draft([6], 5) == []
+
+
+@pytest.mark.parametrize("drafts", ["lookup", "random"])
+def test_speculative_sampling_draws_exactly_the_token_by_token_distribution(tiny_model, monkeypatch, drafts):
+    """model.draft_tokens: drafts verified in one forward, accepted with probability p(t), a rejected one redrawn from
+    p without it. The first three answer tokens of 6000 samples follow the exact sampling distribution (enumerated
+    token by token; chi-square), whether the drafts come from the prompt lookup or are random answer tokens (mostly
+    rejected), and drafts are accepted: an answer gains several tokens from one forward."""
+    import mmreason.methods.icvl.model as icvl_model
+
+    model, cfg = tiny_model
+    for key, value in (("temperature", 1.0), ("top_k", 4), ("top_p", 0.95), ("generation_vocab", "actions"),
+                       ("draft_tokens", 4)):
+        monkeypatch.setattr(model.cfg, key, value)
+    visual, prompts, intentions = _prompts(cfg, 1)
+    embeds, mask, _ = model._batch(prompts, model.visual_tokens(visual, intentions), left_pad=True)
+    prefix = model._prefill(embeds, mask, [model._prompt_ids(prompts[0])])
+    if drafts == "random":
+        rng = np.random.default_rng(0)
+        answer_ids = model.answer_token_ids()
+        monkeypatch.setattr(icvl_model, "_lookup_draft",
+                            lambda context, limit: rng.choice(answer_ids, size=min(limit, 3)).tolist())
+    n = 6000
+    counts, gain = _first_tokens(model, monkeypatch, prefix, n, 3)
+    exact = _exact_first_tokens(model, embeds[0], 3)
+    assert set(counts) <= set(exact)                               # nothing outside the support
+    expected = np.array([n * p for p in exact.values()])
+    observed = np.array([counts.get(k, 0) for k in exact])
+    big = expected >= 5                                            # rare outcomes pooled into one bin
+    e = np.append(expected[big], expected[~big].sum())
+    o = np.append(observed[big], observed[~big].sum())
+    chi2, dof = float(((o - e) ** 2 / np.maximum(e, 1e-9)).sum()), len(e) - 1
+    assert dof >= 10 and (chi2 - dof) / np.sqrt(2 * dof) < 4, (chi2, dof)
+    assert gain > 1                                                # drafts were accepted
+
+
+def test_speculative_greedy_answers_are_the_token_by_token_ones_in_fewer_forwards(tiny_run, make_anticipator,
+                                                                                    monkeypatch):
+    """Temperature 0 with drafts: the same answers and scores as without (the cache of rejected drafts is dropped
+    exactly), from fewer forwards on a trained model whose answers repeat what its prompt shows."""
+    from mmreason.methods.icvl.data import build_dataset, collate
+
+    ant = make_anticipator("model.generation_dtype=float32")
+    model = ant.model
+    batch = collate([build_dataset(ant.cfg, "val")[i] for i in range(8)])
+    monkeypatch.setattr(model.cfg, "temperature", 0.0)
+    forwards = []
+    step = model._next_logits
+    monkeypatch.setattr(model, "_next_logits", lambda keep=1, **kw: forwards.append(keep) or step(keep, **kw))
+
+    def greedy(drafts):
+        monkeypatch.setattr(model.cfg, "draft_tokens", drafts)
+        forwards.clear()
+        embeds, mask, _ = model._batch(batch["prompt"], model.visual_tokens(batch["visual"], batch["intention"]),
+                                       left_pad=True)
+        prefix = model._prefill(embeds, mask, [model._prompt_ids(p) for p in batch["prompt"]])
+        texts, scores = model._sample(list(range(8)), prefix, 1, [torch.Generator()] * 8, ant.cfg.model.num_future)
+        return texts, scores, len(forwards)
+
+    texts, scores, plain = greedy(0)
+    fast_texts, fast_scores, fast = greedy(8)
+    assert fast_texts == texts and fast_scores == pytest.approx(scores, abs=1e-4)
+    assert fast < plain, (fast, plain)
+
+
 def test_dedup_draws_palm_budget_in_growing_passes(tiny_model, monkeypatch):
     """PALM: answers are taken in order until K distinct, from at most K x (1 + dedupe_retries); passes of K, 2K, ..."""
     model, cfg = tiny_model

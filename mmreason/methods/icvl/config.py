@@ -84,6 +84,13 @@ class ICVLConfig:
                                         "rows only, sampling and the scores are renormalised over them (log p "
                                         "given the allowed set). 'full' = the whole vocabulary. generation_backend "
                                         "hf only")
+    draft_tokens: int = option(8, help="prompt-lookup speculative sampling (an inference choice, not the paper's; "
+                                       "generation_backend hf): up to this many tokens are proposed from the prompt "
+                                       "and the answer so far (what followed the latest earlier occurrence of the "
+                                       "last 3, 2 or 1 tokens) and verified in one forward; each is accepted with "
+                                       "its probability under the sampling distribution and a rejected one is "
+                                       "redrawn from the rest, so answers follow exactly the distribution of "
+                                       "token-by-token sampling (the same seed draws other answers). 0 = off")
     generation_dtype: str = option("auto", choices=("auto", "float32", "bfloat16"),
                                    help="dtype of the LLM when the Anticipator generates, LoRA merged into the "
                                         "weights (inference only: training and evaluate keep separate adapters and "

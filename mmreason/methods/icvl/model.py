@@ -26,9 +26,10 @@ Everything below the abstract's level is a reconstruction (spec §2.3), each a c
       resampled up to ``dedupe_retries`` rounds as PALM does; text mapped with ``map_sequence`` (AntGPT's
       post-processing: exact, then fuzzy, pad by repeating the last action, truncate to Z).
 Inference choices that are not the paper's (speed; README "Generation"): ``generation_vocab=actions`` samples over
-the answer tokens only (the vocabulary's words and the separators; scores renormalised over them), and the
-Anticipator merges LoRA into the weights and generates in ``generation_dtype`` (bfloat16 where the CPU/GPU runs it
-fast).
+the answer tokens only (the vocabulary's words and the separators; scores renormalised over them);
+``draft_tokens`` verifies prompt-lookup drafts by speculative sampling (Leviathan et al., arXiv 2211.17192; the
+answers keep exactly the distribution of token-by-token sampling); and the Anticipator merges LoRA into the weights
+and generates in ``generation_dtype`` (bfloat16 where the CPU/GPU runs it fast).
 """
 from __future__ import annotations
 
@@ -292,6 +293,8 @@ class ICVL(nn.Module):
     # a stored [steps, vocab] score tensor). A sample stops at EOS, at the token budget (Z x tokens_per_action + 8),
     # or as soon as its text maps to Z actions (map_sequence keeps the first Z, so later tokens cannot change it); the
     # candidate is the same as from the full generation, and its score is the mean log-probability of its tokens.
+    # model.draft_tokens (an inference choice): each step also verifies tokens looked up in the prompt and answer
+    # (speculative sampling, exact in distribution), so a row often advances several tokens per forward.
     # model.generation_vocab=actions (an inference choice, not the paper's): the output layer is evaluated for the
     # tokens answers are made of only (Gemma 3 270M: ~1k of its 262k rows; the full output layer is 168M of its 270M
     # parameters, read at every decoding step), and sampling and scores are renormalised over those tokens.
@@ -339,9 +342,9 @@ class ICVL(nn.Module):
             self.__dict__["_head"] = (key, head, ids)                                            # not a submodule
         return self.__dict__["_head"][1:]
 
-    def _next_logits(self, **inputs) -> tuple[torch.Tensor, object]:
+    def _next_logits(self, keep: int = 1, **inputs) -> tuple[torch.Tensor, object]:
         """One forward of the LLM (``inputs``: embeddings or token ids, mask, positions, cache): the next-token
-        logits at the last position over the generation vocabulary ``[B, A]`` (float32; A = V for
+        logits at the last ``keep`` positions over the generation vocabulary ``[B, keep, A]`` (float32; A = V for
         ``generation_vocab=full``) and the KV cache. The model's own forward runs, so its final norm, logit
         soft-capping (Gemma 2) or scaling stay as they are; for ``generation_vocab=actions`` only its output layer is
         swapped for the answer rows during the call."""
@@ -351,43 +354,61 @@ class ICVL(nn.Module):
         if head is not None:
             base.set_output_embeddings(head)
         try:
-            out = self.llm(use_cache=True, logits_to_keep=1, **inputs)
+            out = self.llm(use_cache=True, logits_to_keep=keep, **inputs)
         finally:
             if head is not None:
                 base.set_output_embeddings(full)
-        return out.logits[:, -1].float(), _kv_cache(out)
+        return out.logits[:, -keep:].float(), _kv_cache(out)
 
     @torch.inference_mode()
-    def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor) -> "_Prefix":
-        """Run the left-padded prompts ``embeds [B, L, H]`` once; keep their KV cache and last logits ``[B, A]``."""
+    def _prefill(self, embeds: torch.Tensor, mask: torch.Tensor, context: Sequence[list[int]] = ()) -> "_Prefix":
+        """Run the left-padded prompts ``embeds [B, L, H]`` once; keep their KV cache and last logits ``[B, A]``.
+        ``context``: each prompt's token ids, where draft tokens are looked up (``model.draft_tokens``). The cache
+        keeps every position of every layer (a sliding-window layer's window is applied by its attention mask, as
+        the model's own cache does), so the sampler can re-gather rows position by position."""
+        from transformers import DynamicCache
+
         positions = (mask.cumsum(-1) - 1).clamp(min=0)                       # [B, L]: left padding shifts nothing
-        logits, cache = self._next_logits(inputs_embeds=embeds, attention_mask=mask, position_ids=positions)
-        return _Prefix(cache, logits, mask)
+        logits, cache = self._next_logits(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                          **{self._cache_kwarg(): DynamicCache()})
+        return _Prefix(cache, logits[:, -1], mask, [list(c) for c in context])
+
+    def _warped(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampling distribution of ``logits [..., V]``: temperature, top-k then top-p (HF's order). Returns its
+        support, most probable first: unnormalised probabilities ``[..., k]`` (zero past the top-p head) and their
+        indices into ``V`` ``[..., k]``. Temperature 0: the argmax alone."""
+        c = self.cfg
+        if c.temperature <= 0:
+            ids = logits.argmax(-1, keepdim=True)
+            return torch.ones_like(ids, dtype=logits.dtype), ids
+        x = logits / c.temperature
+        if c.top_k > 0:
+            vals, ids = x.topk(min(c.top_k, x.shape[-1]), dim=-1)            # sorted descending
+        else:
+            vals, ids = x.sort(dim=-1, descending=True)
+        probs = vals.softmax(-1)
+        if c.top_p < 1.0:   # the smallest head whose mass reaches top_p (the first token is always kept)
+            probs = probs * ((probs.cumsum(-1) - probs) < c.top_p)
+        return probs, ids
+
+    @staticmethod
+    def _invert(probs: torch.Tensor, ids: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """One index per row of a support ``probs, ids [N, k]`` (unnormalised probabilities; see :meth:`_warped`), by
+        inverting the CDF at ``uniform [N]``."""
+        cdf = probs.cumsum(-1)
+        choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[1] - 1)
+        return ids.gather(-1, choice)[:, 0]
 
     def _draw(self, logits: torch.Tensor, owner: torch.Tensor, uniform: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """One token per sample from its batch row's ``logits [P, V]`` (``owner [S]``: the row of each sample), by
-        temperature, top-k then top-p (HF's order), inverting the CDF at ``uniform [S]`` (each prompt's own random
-        stream, so a prompt's answer does not depend on the batch it is in). Returns the tokens ``[S]`` (indices into
-        ``V``, the generation vocabulary's rows) and their log-probability under the model itself (temperature 1,
-        before top-k/top-p; over those V tokens) ``[S]``: one logsumexp per row, no stored score tensor."""
-        c = self.cfg
-        lse = torch.logsumexp(logits, -1)                                   # [P]
-        if c.temperature <= 0:
-            tokens = logits.argmax(-1)[owner]
-        else:
-            x = logits / c.temperature
-            if c.top_k > 0:
-                vals, ids = x.topk(min(c.top_k, x.shape[-1]), dim=-1)        # [P, k], sorted descending
-            else:
-                vals, ids = x.sort(dim=-1, descending=True)
-            probs = vals.softmax(-1)
-            if c.top_p < 1.0:   # the smallest head whose mass reaches top_p (the first token is always kept)
-                probs = probs * ((probs.cumsum(-1) - probs) < c.top_p)
-            cdf = probs.cumsum(-1)[owner]                                   # [S, k]
-            choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[1] - 1)
-            tokens = ids[owner].gather(-1, choice)[:, 0]
-        return tokens, logits[owner, tokens] - lse[owner]
+        temperature, top-k then top-p (HF's order), inverting the CDF at ``uniform [S]``. Returns the tokens ``[S]``
+        (indices into ``V``, the generation vocabulary's rows) and their log-probability under the model itself
+        (temperature 1, before top-k/top-p; over those V tokens) ``[S]``: one logsumexp per row, no stored score
+        tensor."""
+        probs, ids = self._warped(logits)
+        tokens = self._invert(probs[owner], ids[owner], uniform)
+        return tokens, logits[owner, tokens] - torch.logsumexp(logits, -1)[owner]
 
     def _cache_kwarg(self) -> str:
         """The KV-cache argument of the LLM's forward: ``cache`` (transformers >= 5.x) or ``past_key_values``."""
@@ -409,6 +430,11 @@ class ICVL(nn.Module):
             return False
         return map_sequence(self.tokenizer.decode(tokens, skip_special_tokens=True), self.vocab, z).num_mapped >= z
 
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        """A prompt's text token ids (the visual placeholder dropped): where draft tokens are looked up."""
+        before, after = prompt.split(self.cfg.visual_placeholder)
+        return self._ids(before, special=True) + self._ids(after)
+
     @torch.inference_mode()
     def _sample(self, rows: Sequence[int], prefix: "_Prefix", n: int, generators: Sequence[torch.Generator],
                 z: int) -> tuple[list[str], list[float]]:
@@ -418,57 +444,131 @@ class ICVL(nn.Module):
         All samples decode in one batch that starts from the prompts' KV cache. Samples that have drawn the same
         tokens so far share one batch row (one KV-cache row); a row splits when its samples draw different tokens.
         That is exactly ``n`` independent samples per prompt, at the cost of the distinct prefixes only (a model
-        that is sure of its answer decodes it once, not ``n`` times)."""
+        that is sure of its answer decodes it once, not ``n`` times).
+
+        Speculative sampling with prompt-lookup drafts (``model.draft_tokens`` > 0; Leviathan et al. 2023, draft
+        q = one looked-up token): each step feeds a row its last drawn token and up to ``draft_tokens`` draft tokens
+        (:func:`_lookup_draft` over its prompt and answer) and gets the logits after each in one forward
+        ``[R, 1 + D, A]``. Each sample walks the drafts: draft ``t`` is accepted with probability ``p(t)`` under the
+        sampling distribution; at the first rejection the token is drawn from ``p`` without ``t``, renormalised
+        (= max(p - q, 0)), at the same uniform rescaled to [0, 1); when every draft is accepted, one more token is
+        drawn after them. Every token is so distributed exactly as in token-by-token sampling, and its log p is read
+        off the same logits. The cache positions of rejected drafts are dropped before the next step (rows
+        re-gathered position by position, left-padded), so the cache is that of token-by-token decoding."""
         import copy
 
+        if self.cfg.draft_tokens < 0:
+            raise ValueError(f"model.draft_tokens must be >= 0, got {self.cfg.draft_tokens}")
         max_new = z * self.cfg.tokens_per_action + 8
         total = len(rows) * n
-        owner = [s // n for s in range(total)]                              # sample -> its row of the batch
-        cache = copy.deepcopy(prefix.cache)
-        select = torch.tensor(list(rows), device=prefix.logits.device)
-        cache.batch_select_indices(select)                                  # [B, ...] -> one row per prompt
-        mask, logits = prefix.mask[select], prefix.logits[select]          # [P, L], [P, A]
         answer_ids = self._output_head()[1]                                 # [A] token ids, None: the full vocabulary
-        position = mask.sum(-1)                                             # [P] position of the next token
+        to_token = answer_ids.tolist() if answer_ids is not None else None  # head row -> token id
+        to_row = {t: i for i, t in enumerate(to_token)} if to_token else None
+        device = prefix.logits.device
+        cache = copy.deepcopy(prefix.cache)
+        select = torch.tensor(list(rows), device=device)
+        cache.batch_select_indices(select)                                  # [B, ...] -> one row per prompt
+        mask, logits = prefix.mask[select], prefix.logits[select][:, None]  # [R, L], [R, J = 1, A]
+        position = mask.sum(-1)                                             # [R] position of the next token fed
+        contexts = [prefix.context[r] for r in rows] if prefix.context else [[] for _ in rows]
+        row_prompt = list(range(len(rows)))                                 # batch row -> prompt (index into rows)
+        drafts: list[list[int]] = [[] for _ in rows]                        # batch row -> its draft (head rows)
+        fed = 0                                                             # tokens per row fed by the last forward
         tokens: list[list[int]] = [[] for _ in range(total)]
         logps: list[list[float]] = [[] for _ in range(total)]
+        owner = [s // n for s in range(total)]                              # sample -> its row of the batch
         active = list(range(total))
-        for step in range(max_new):
-            uniform = torch.empty(len(active))
+
+        def add(s: int, row: int, logp: float) -> bool:
+            """Append a drawn head row to sample ``s``; True when the sample is done."""
+            token = row if to_token is None else to_token[row]
+            tokens[s].append(token)
+            logps[s].append(logp)
+            return token == self.eos_id or len(tokens[s]) >= max_new or self._holds_z_actions(tokens[s], token, z)
+
+        while True:
+            # ---- each sample walks its row's drafts, then draws one token (no drafts: the plain draw)
+            lse = torch.logsumexp(logits, -1)                               # [R, J]
+            probs, ids = self._warped(logits)                               # [R, J, k] the support at each position
+            p_draft = lp_draft = [[] for _ in drafts]                       # [R][D]: p(draft) and its model log p
+            if logits.shape[1] > 1:
+                padded = torch.tensor([d + [-1] * (logits.shape[1] - 1 - len(d)) for d in drafts], device=device)
+                hit = ids[:, :-1] == padded[..., None]                      # [R, D, k]
+                p_draft = ((probs[:, :-1] * hit).sum(-1) / probs[:, :-1].sum(-1)).tolist()
+                lp_draft = (logits[:, :-1].gather(-1, padded.clamp(min=0)[..., None])[..., 0] - lse[:, :-1]).tolist()
+            uniforms: dict[int, list[float]] = {}
             for j, row in enumerate(rows):   # each prompt's samples draw from its own stream, in sample order
-                mine = [i for i, s in enumerate(active) if s // n == j]
-                if mine:
-                    uniform[mine] = torch.rand(len(mine), generator=generators[row])
-            drawn, logp = self._draw(logits, torch.tensor([owner[s] for s in active], device=logits.device),
-                                     uniform.to(logits.device))
-            if answer_ids is not None:
-                drawn = answer_ids[drawn]                                   # head row -> token id
-            rows_next: dict[tuple[int, int], int] = {}                      # (old row, token) -> new row
-            parents, inputs, still = [], [], []
-            for s, token, lp in zip(active, drawn.tolist(), logp.tolist()):
-                tokens[s].append(token)
-                logps[s].append(lp)
-                if token == self.eos_id or self._holds_z_actions(tokens[s], token, z):
-                    continue                                                # done
-                key = (owner[s], token)
-                if key not in rows_next:
-                    rows_next[key] = len(parents)
-                    parents.append(owner[s])
-                    inputs.append(token)
-                owner[s] = rows_next[key]
-                still.append(s)
-            active = still
-            if not active or step == max_new - 1:
+                mine = [s for s in active if row_prompt[owner[s]] == j]
+                drawn = torch.rand(sum(len(drafts[owner[s]]) + 1 for s in mine), generator=generators[row]).tolist()
+                for s in mine:
+                    uniforms[s], drawn = drawn[:len(drafts[owner[s]]) + 1], drawn[len(drafts[owner[s]]) + 1:]
+            finals, accepted = [], {}                   # (sample, position, excluded head row or -1, uniform)
+            for s in active:
+                r, u = owner[s], uniforms[s]
+                accepted[s] = 0
+                for j, t in enumerate(drafts[r]):
+                    p = p_draft[r][j]
+                    if u[j] >= p:                                           # rejected: drawn again without t
+                        finals.append((s, j, t, (u[j] - p) / (1 - p)))
+                        break
+                    accepted[s] += 1
+                    if add(s, t, lp_draft[r][j]):
+                        break                                               # done inside the draft
+                else:
+                    finals.append((s, accepted[s], -1, u[accepted[s]]))
+            survivors = []
+            if finals:
+                r_ = torch.tensor([owner[f[0]] for f in finals], device=device)
+                j_ = torch.tensor([f[1] for f in finals], device=device)
+                excluded = torch.tensor([f[2] for f in finals], device=device)
+                support = probs[r_, j_] * (ids[r_, j_] != excluded[:, None])                         # [F, k]
+                heads = self._invert(support, ids[r_, j_], torch.tensor([f[3] for f in finals], device=device))
+                lps = (logits[r_, j_, heads] - lse[r_, j_]).tolist()
+                survivors = [f[0] for f, head, lp in zip(finals, heads.tolist(), lps) if not add(f[0], head, lp)]
+            if not survivors:
                 break
-            if parents != list(range(len(mask))):                          # rows split, merged away or finished
-                idx = torch.tensor(parents, device=mask.device)
-                cache.batch_select_indices(idx)
-                mask, position = mask[idx], position[idx]
-            mask = torch.cat([mask, mask.new_ones(len(parents), 1)], dim=1)
-            logits, cache = self._next_logits(input_ids=torch.tensor(inputs, device=mask.device)[:, None],
-                                              attention_mask=mask, position_ids=position[:, None],
+            # ---- samples with equal answers so far share a row: (old row, drafts accepted, token drawn)
+            groups: dict[tuple[int, int, int], int] = {}
+            parents, advance, pending, first = [], [], [], []
+            for s in survivors:
+                key = (owner[s], accepted[s], tokens[s][-1])
+                if key not in groups:
+                    groups[key] = len(parents)
+                    parents.append(owner[s])
+                    advance.append(1 + accepted[s] if fed else 0)           # cache positions kept from the forward
+                    pending.append(tokens[s][-1])
+                    first.append(s)
+                owner[s] = groups[key]
+            active = sorted(survivors)
+            # ---- the new rows' cache: the parent's positions up to its accepted drafts, left-padded to one width
+            parent = torch.tensor(parents, device=device)
+            keep = [mask.shape[1] - fed + a for a in advance]
+            if parents != list(range(len(mask))) or min(keep) < mask.shape[1]:
+                width = max(keep)
+                index = torch.tensor([[0] * (width - k) + list(range(k)) for k in keep], device=device)   # [R', W]
+                valid = torch.arange(width, device=device) >= width - torch.tensor(keep, device=device)[:, None]
+                new_mask = mask[parent].gather(1, index) * valid
+                lead = int((new_mask.cumsum(1) == 0).all(0).sum())         # columns that pad every row
+                mask, index = new_mask[:, lead:], index[:, lead:]
+                _regather(cache, parent, index)
+            position = position[parent] + torch.tensor(advance, device=device)
+            row_prompt = [row_prompt[p] for p in parents]
+            # ---- drafts: what followed the row's last tokens earlier in its prompt or answer (answer tokens only)
+            drafts = []
+            for i, s in enumerate(first):
+                room = min(self.cfg.draft_tokens, max_new - len(tokens[s]) - 1)
+                found = _lookup_draft(contexts[row_prompt[i]] + tokens[s], room) if room > 0 else []
+                found = found if to_row is None else [to_row.get(t, -1) for t in found]
+                drafts.append(found[:found.index(-1)] if -1 in found else found)
+            width = max(len(d) for d in drafts)
+            inputs = torch.tensor([[p] + [d if to_token is None else to_token[d] for d in ds] + [p] * (width - len(ds))
+                                   for p, ds in zip(pending, drafts)], device=device)            # [R, 1 + D]
+            fresh = torch.tensor([[1] * (1 + len(d)) + [0] * (width - len(d)) for d in drafts], device=device)
+            mask = torch.cat([mask, fresh.to(mask.dtype)], dim=1)
+            logits, cache = self._next_logits(keep=width + 1, input_ids=inputs, attention_mask=mask,
+                                              position_ids=position[:, None] + torch.arange(width + 1, device=device),
                                               **{self._cache_kwarg(): cache})
-            position = position + 1
+            fed = width + 1
         texts = [self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens]
         scores = [sum(lp) / len(lp) if lp else float("-inf") for lp in logps]
         return texts, scores
@@ -509,7 +609,7 @@ class ICVL(nn.Module):
         if not on_vllm:
             soft = self.visual_tokens(visual, intentions)
             embeds, mask, _ = self._batch(prompts, soft, left_pad=True)
-            prefix = self._prefill(embeds, mask)
+            prefix = self._prefill(embeds, mask, [self._prompt_ids(p) for p in prompts])
             generators = [torch.Generator().manual_seed(_prompt_seed(seed, p)) for p in prompts]
         found: list[dict] = [{} for _ in prompts]
         need = list(range(len(prompts)))
@@ -562,6 +662,38 @@ class _Prefix:
     cache: object
     logits: torch.Tensor
     mask: torch.Tensor
+    context: list[list[int]]          # each prompt's token ids, where drafts are looked up ([]: none given)
+
+
+def _lookup_draft(context: list[int], limit: int, longest: int = 3) -> list[int]:
+    """Prompt-lookup drafting: the (at most ``limit``) tokens that followed the latest earlier occurrence of the
+    context's last ``longest``, ..., 2 or 1 tokens (the longest that occurs), or [] when none occurs.
+
+    >>> _lookup_draft([5, 6, 7, 9, 5, 6], 2)
+    [7, 9]
+    """
+    import numpy as np
+
+    ids = np.asarray(context)
+    for size in range(min(longest, len(ids) - 1), 0, -1):
+        windows = np.lib.stride_tricks.sliding_window_view(ids[:-1], size)      # every earlier run of `size` tokens
+        hits = np.flatnonzero((windows == ids[-size:]).all(1))
+        if len(hits):
+            start = int(hits[-1]) + size
+            return ids[start:start + limit].tolist()
+    return []
+
+
+def _regather(cache, parent: torch.Tensor, index: torch.Tensor) -> None:
+    """Rebuild a KV cache in place: new row ``i`` holds row ``parent[i]``'s positions ``index[i]`` (``[R', W]``), for
+    every layer's keys and values ``[R, H, L, Dh] -> [R', H, W, Dh]``."""
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            x = getattr(layer, name)
+            rows, heads, length, dim = x.shape
+            flat = (parent[:, None] * length + index).reshape(-1)          # [R' W] into the [R L] positions
+            picked = x.transpose(1, 2).reshape(rows * length, heads * dim).index_select(0, flat)   # one copy per row
+            setattr(layer, name, picked.view(len(parent), -1, heads, dim).transpose(1, 2))
 
 
 def _kv_cache(out):
