@@ -391,23 +391,21 @@ class ICVL(nn.Module):
             probs = probs * ((probs.cumsum(-1) - probs) < c.top_p)
         return probs, ids
 
-    @staticmethod
-    def _invert(probs: torch.Tensor, ids: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
-        """One index per row of a support ``probs, ids [N, k]`` (unnormalised probabilities; see :meth:`_warped`), by
-        inverting the CDF at ``uniform [N]``."""
-        cdf = probs.cumsum(-1)
-        choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[1] - 1)
-        return ids.gather(-1, choice)[:, 0]
-
-    def _draw(self, logits: torch.Tensor, owner: torch.Tensor, uniform: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, logits: torch.Tensor, owner: torch.Tensor, uniform: torch.Tensor,
+              exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One token per sample from its batch row's ``logits [P, V]`` (``owner [S]``: the row of each sample), by
-        temperature, top-k then top-p (HF's order), inverting the CDF at ``uniform [S]``. Returns the tokens ``[S]``
+        temperature, top-k then top-p (HF's order), inverting the CDF at ``uniform [S]``; ``exclude [S]`` (-1: none)
+        is a token a sample must not draw (a rejected draft: the rest renormalised). Returns the tokens ``[S]``
         (indices into ``V``, the generation vocabulary's rows) and their log-probability under the model itself
         (temperature 1, before top-k/top-p; over those V tokens) ``[S]``: one logsumexp per row, no stored score
         tensor."""
         probs, ids = self._warped(logits)
-        tokens = self._invert(probs[owner], ids[owner], uniform)
+        probs, ids = probs[owner], ids[owner]                               # [S, k]
+        if exclude is not None:
+            probs = probs * (ids != exclude[:, None])
+        cdf = probs.cumsum(-1)
+        choice = torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp(max=cdf.shape[1] - 1)
+        tokens = ids.gather(-1, choice)[:, 0]
         return tokens, logits[owner, tokens] - torch.logsumexp(logits, -1)[owner]
 
     def _cache_kwarg(self) -> str:
@@ -488,20 +486,21 @@ class ICVL(nn.Module):
 
         while True:
             # ---- each sample walks its row's drafts, then draws one token (no drafts: the plain draw)
-            lse = torch.logsumexp(logits, -1)                               # [R, J]
-            probs, ids = self._warped(logits)                               # [R, J, k] the support at each position
             p_draft = lp_draft = [[] for _ in drafts]                       # [R][D]: p(draft) and its model log p
             if logits.shape[1] > 1:
-                padded = torch.tensor([d + [-1] * (logits.shape[1] - 1 - len(d)) for d in drafts], device=device)
-                hit = ids[:, :-1] == padded[..., None]                      # [R, D, k]
-                p_draft = ((probs[:, :-1] * hit).sum(-1) / probs[:, :-1].sum(-1)).tolist()
-                lp_draft = (logits[:, :-1].gather(-1, padded.clamp(min=0)[..., None])[..., 0] - lse[:, :-1]).tolist()
+                at_drafts = logits[:, :-1]                                  # [R, D, A]: the logits each draft meets
+                probs, ids = self._warped(at_drafts)                        # [R, D, k]
+                padded = torch.tensor([d + [-1] * (at_drafts.shape[1] - len(d)) for d in drafts], device=device)
+                p_draft = ((probs * (ids == padded[..., None])).sum(-1) / probs.sum(-1)).tolist()
+                lp_draft = (at_drafts.gather(-1, padded.clamp(min=0)[..., None])[..., 0]
+                            - torch.logsumexp(at_drafts, -1)).tolist()
             uniforms: dict[int, list[float]] = {}
             for j, row in enumerate(rows):   # each prompt's samples draw from its own stream, in sample order
                 mine = [s for s in active if row_prompt[owner[s]] == j]
                 drawn = torch.rand(sum(len(drafts[owner[s]]) + 1 for s in mine), generator=generators[row]).tolist()
                 for s in mine:
-                    uniforms[s], drawn = drawn[:len(drafts[owner[s]]) + 1], drawn[len(drafts[owner[s]]) + 1:]
+                    count = len(drafts[owner[s]]) + 1
+                    uniforms[s], drawn = drawn[:count], drawn[count:]
             finals, accepted = [], {}                   # (sample, position, excluded head row or -1, uniform)
             for s in active:
                 r, u = owner[s], uniforms[s]
@@ -518,28 +517,26 @@ class ICVL(nn.Module):
                     finals.append((s, accepted[s], -1, u[accepted[s]]))
             survivors = []
             if finals:
-                r_ = torch.tensor([owner[f[0]] for f in finals], device=device)
-                j_ = torch.tensor([f[1] for f in finals], device=device)
-                excluded = torch.tensor([f[2] for f in finals], device=device)
-                support = probs[r_, j_] * (ids[r_, j_] != excluded[:, None])                         # [F, k]
-                heads = self._invert(support, ids[r_, j_], torch.tensor([f[3] for f in finals], device=device))
-                lps = (logits[r_, j_, heads] - lse[r_, j_]).tolist()
-                survivors = [f[0] for f, head, lp in zip(finals, heads.tolist(), lps) if not add(f[0], head, lp)]
+                at = logits[[owner[f[0]] for f in finals], [f[1] for f in finals]]                  # [F, A]
+                heads, lps = self._draw(at, torch.arange(len(finals), device=device),
+                                        torch.tensor([f[3] for f in finals], device=device),
+                                        exclude=torch.tensor([f[2] for f in finals], device=device))
+                survivors = [f[0] for f, head, lp in zip(finals, heads.tolist(), lps.tolist())
+                             if not add(f[0], head, lp)]
             if not survivors:
                 break
             # ---- samples with equal answers so far share a row: (old row, drafts accepted, token drawn)
             groups: dict[tuple[int, int, int], int] = {}
-            parents, advance, pending, first = [], [], [], []
+            parents, advance, first = [], [], []                           # per new row; first: one of its samples
             for s in survivors:
                 key = (owner[s], accepted[s], tokens[s][-1])
                 if key not in groups:
                     groups[key] = len(parents)
                     parents.append(owner[s])
                     advance.append(1 + accepted[s] if fed else 0)           # cache positions kept from the forward
-                    pending.append(tokens[s][-1])
                     first.append(s)
                 owner[s] = groups[key]
-            active = sorted(survivors)
+            active = survivors                                              # still in sample order
             # ---- the new rows' cache: the parent's positions up to its accepted drafts, left-padded to one width
             parent = torch.tensor(parents, device=device)
             keep = [mask.shape[1] - fed + a for a in advance]
@@ -561,6 +558,7 @@ class ICVL(nn.Module):
                 found = found if to_row is None else [to_row.get(t, -1) for t in found]
                 drafts.append(found[:found.index(-1)] if -1 in found else found)
             width = max(len(d) for d in drafts)
+            pending = [tokens[s][-1] for s in first]                        # each row's last drawn token
             inputs = torch.tensor([[p] + [d if to_token is None else to_token[d] for d in ds] + [p] * (width - len(ds))
                                    for p, ds in zip(pending, drafts)], device=device)            # [R, 1 + D]
             fresh = torch.tensor([[1] * (1 + len(d)) + [0] * (width - len(d)) for d in drafts], device=device)
