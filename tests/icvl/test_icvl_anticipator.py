@@ -111,20 +111,11 @@ def test_frames_and_features_inputs(make_anticipator, real_video_paths):
 
 def _short_video(path, num_frames: int, source):
     """An mp4 of ``num_frames`` real frames (the first frames of ``source``), written with PyAV."""
-    import av
+    from video_files import write_video
 
     from mmreason.video import read_frames
 
-    frames = read_frames(source, list(range(num_frames)))
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(path, read_frames(source, list(range(num_frames))))
 
 
 def test_clear_errors(make_anticipator, real_video_paths, tmp_path):

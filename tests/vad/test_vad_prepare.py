@@ -18,19 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _cut(source: Path, dest: Path, start: int, count: int) -> np.ndarray:
     """Write frames ``start .. start+count-1`` of ``source`` to ``dest`` (MPEG-4 part 2 in an AVI or MP4
     container, by suffix); returns the frames written ``[count, H, W, 3]``."""
-    import av
+    from video_files import write_video
 
     frames = read_all_frames(source)[start:start + count]
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(dest), "w") as out:
-        stream = out.add_stream("mpeg4", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"qscale": "2"}
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    write_video(dest, frames, options={"qscale": "2"})
     return frames
 
 

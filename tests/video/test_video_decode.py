@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from video_files import write_video
 
 from mmreason.video import (
     VideoDecodeError,
@@ -171,21 +172,7 @@ def test_frame_folder_round_trip_from_a_real_clip(tmp_path, real_video_paths):
 
 def encode(path: Path, frames: np.ndarray, codec: str, gop: int, pts_ms: np.ndarray | None = None) -> Path:
     """Write ``frames`` with PyAV (keyframe every ``gop`` frames); ``pts_ms`` gives variable frame times."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.codec_context.gop_size = gop
-        if pts_ms is not None:
-            stream.codec_context.time_base = Fraction(1, 1000)
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            if pts_ms is not None:
-                frame.pts, frame.time_base = int(pts_ms[i]), Fraction(1, 1000)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_video(path, frames, codec, gop=gop, pts_ms=pts_ms)
 
 
 @pytest.mark.parametrize("file_name,codec", [("mpeg4.avi", "mpeg4"), ("h264_bframes.mkv", "libx264")])
