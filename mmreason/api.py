@@ -60,11 +60,15 @@ def train(config: str | os.PathLike, overrides: Sequence[str] = (), accelerator:
     """
     from mmreason.engine import Trainer, check_train_config, plan_run
     from mmreason.engine.trainer import check_launch
+    from mmreason.utils.seed import seed_everything
 
     method, cfg = load_experiment(config, overrides)
     check_launch()
     check_train_config(cfg.train)
     cfg = plan_run(cfg).config  # fails here, before any model or data is built, if the run holds another config
+    # the initial weights are a function of train.seed, equal on every process (the Trainer then seeds each
+    # process's own dropout/augmentation stream)
+    seed_everything(cfg.train.seed)
     model = method.build_model(cfg)
     train_data = method.build_dataset(cfg, "train")
 

@@ -82,6 +82,24 @@ def test_train_resume_eval_output_and_runs(capsys, tmp_path, monkeypatch):
     assert "is a checkpoint of method 'corm', but the config vs_transgru/tiny_synthetic is for 'vs_transgru'" in err
 
 
+def test_the_same_seed_trains_the_same_weights_whatever_ran_before(tmp_path):
+    """The initial weights come from train.seed, not from whatever the process drew before (the model is built
+    after seeding), so two runs of one config end with identical weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mmreason.engine.checkpoint import latest_checkpoint
+
+    weights = []
+    for name in ("a", "b"):
+        torch.rand(7)                                                   # the process's RNG moves on in between
+        api.train("icvl/tiny_synthetic", [f"train.output_dir={tmp_path / name}", "train.max_steps=2",
+                                          "train.eval_every=-1"])
+        weights.append(load_file(latest_checkpoint(tmp_path / name) / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_ctrl_c_ends_train_with_one_line_and_a_saved_state(capsys, tmp_path):
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "mmreason.cli.main", "train", "--config", CONFIG, f"train.output_dir={run_dir}",
